@@ -1,0 +1,138 @@
+"""Names of everything the chain puts on the wire for observers: services, spans, attributes, metrics.
+
+One place, so that services, the trace analysis, the collector config, dashboards and alert rules
+agree. HTTP spans follow the stable HTTP semantic conventions (OTEL_SEMCONV_STABILITY_OPT_IN=http):
+server spans are named ``{method} {route}`` (``POST /instances/{instanceId}/async-completions``),
+client spans by the method alone (``POST``).
+
+The shape of one completion's trace (service: span):
+
+    portal: portal.submit                       root; from the click to the client seeing the end
+      portal: POST                              CLIENT, the submission
+        core-api: POST /instances/{instanceId}/async-completions
+          [gatekeeper-api: POST ... -> gatekeeper.check_prompt]
+          orchestration-api: POST /instances/{instanceId}/async-completions
+            orchestration.build                 agent + tools + code sessions
+              context-api: POST /instances/{instanceId}/codeSessions
+            state-api: POST /instances/{instanceId}/operations/{operationId}
+            langchain-api: POST /instances/{instanceId}/async-completions   (202)
+              state-api: PUT  .../operations/{operationId}                  (InProgress)
+              langchain.workflow                background; child of the submission
+                chat {model}
+                langchain.tool_call             gen_ai.tool.name=code_interpreter
+                  context-api: POST /instances/{instanceId}/codeSessions/{sessionId}/executeCode
+                    dynamic-sessions: POST /executions   (or code-session-api: POST /code/execute)
+                      code_session.acquire      warm pool hit / cold start / existing session
+                      execute_tool code_interpreter   the interpreter run
+                langchain.write_result
+                  state-api: POST .../result, then PUT .../operations/{operationId} (Completed)
+      portal: portal.wait_for_result            from the 202 to the client seeing the end
+
+Status polls are their own short traces (root ``portal.poll`` or the caller's own), each with a span
+link to the operation's trace; the poll's server spans carry foundationallm.operation_id.
+"""
+
+from __future__ import annotations
+
+SERVICE_NAMESPACE = "foundationallm"
+
+# service.name of each hop: the package name with dashes.
+PORTAL = "portal"
+CORE_API = "core-api"
+GATEKEEPER_API = "gatekeeper-api"
+ORCHESTRATION_API = "orchestration-api"
+LANGCHAIN_API = "langchain-api"
+STATE_API = "state-api"
+CONTEXT_API = "context-api"
+DYNAMIC_SESSIONS = "dynamic-sessions"
+CODE_SESSION_API = "code-session-api"
+
+CHAIN_SERVICES = (
+    PORTAL,
+    CORE_API,
+    GATEKEEPER_API,
+    ORCHESTRATION_API,
+    LANGCHAIN_API,
+    STATE_API,
+    CONTEXT_API,
+    DYNAMIC_SESSIONS,
+    CODE_SESSION_API,
+)
+
+# --- span names (besides the automatic HTTP server/client spans) ---
+SPAN_PORTAL_SUBMIT = "portal.submit"
+SPAN_PORTAL_WAIT = "portal.wait_for_result"
+SPAN_PORTAL_POLL = "portal.poll"
+SPAN_GATEKEEPER_CHECK = "gatekeeper.check_prompt"
+SPAN_ORCHESTRATION_BUILD = "orchestration.build"
+SPAN_LANGCHAIN_WORKFLOW = "langchain.workflow"
+SPAN_LANGCHAIN_TOOL_CALL = "langchain.tool_call"
+SPAN_LANGCHAIN_WRITE_RESULT = "langchain.write_result"
+SPAN_CHAT_PREFIX = "chat"  # "chat {model}"
+SPAN_CODE_SESSION_ACQUIRE = "code_session.acquire"
+SPAN_CODE_EXECUTE = "execute_tool code_interpreter"
+
+# Server span names of the routes the latency phases are cut at.
+ROUTE_ASYNC_COMPLETIONS = "/instances/{instanceId}/async-completions"
+ROUTE_COMPLETION_STATUS = "/instances/{instanceId}/async-completions/{operationId}/status"
+ROUTE_CODE_SESSIONS = "/instances/{instanceId}/codeSessions"
+ROUTE_EXECUTE_CODE = "/instances/{instanceId}/codeSessions/{sessionId}/executeCode"
+ROUTE_OPERATION = "/instances/{instanceId}/operations/{operationId}"
+ROUTE_OPERATION_RESULT = "/instances/{instanceId}/operations/{operationId}/result"
+
+# --- attributes ---
+ATTR_INSTANCE_ID = "foundationallm.instance_id"
+ATTR_OPERATION_ID = "foundationallm.operation_id"
+ATTR_CONVERSATION_ID = "foundationallm.conversation_id"
+ATTR_USER_ID = "foundationallm.user_id"  # an id only: never the UPN or the identity JSON
+ATTR_AGENT_NAME = "foundationallm.agent_name"
+ATTR_TOOL_NAME = "foundationallm.tool_name"
+ATTR_TOOL_NAMES = "foundationallm.tool_names"
+ATTR_OPERATION_STATUS = "foundationallm.operation.status"  # on state writes and status answers
+ATTR_FAILED_HOP = "foundationallm.failed_hop"  # set where an operation is failed, names the hop
+ATTR_GATEKEEPER_DECISION = "foundationallm.gatekeeper.decision"  # allowed | blocked | bypassed
+ATTR_GATEKEEPER_CHECKS = "foundationallm.gatekeeper.checks"
+ATTR_CODE_SESSION_ID_HASH = "foundationallm.code_session.id_hash"  # sha256 prefix: ids are secrets
+ATTR_CODE_SESSION_PROVIDER = "foundationallm.code_session.provider"
+ATTR_CODE_SESSION_LANGUAGE = "foundationallm.code_session.language"
+ATTR_POLL_COUNT = "foundationallm.poll.count"
+ATTR_PROMPT_SIZE = "foundationallm.prompt.size_bytes"
+ATTR_PROMPT_SHA256 = "foundationallm.prompt.sha256"
+ATTR_PROMPT_TEXT = "foundationallm.prompt.text"  # only with FLLM_CAPTURE_PROMPTS=true
+
+# GenAI semantic conventions (development status) for the model and tool spans.
+ATTR_GEN_AI_OPERATION = "gen_ai.operation.name"  # chat | execute_tool
+ATTR_GEN_AI_MODEL = "gen_ai.request.model"
+ATTR_GEN_AI_TOOL_NAME = "gen_ai.tool.name"
+ATTR_GEN_AI_TOOL_CALL_ID = "gen_ai.tool.call.id"
+ATTR_GEN_AI_TOOL_TYPE = "gen_ai.tool.type"
+
+# The interpreter run (execute_tool code_interpreter) and the session acquire step.
+ATTR_CODE_SIZE = "code.size_bytes"
+ATTR_CODE_SHA256 = "code.sha256"
+ATTR_CODE_STATUS = "code.execution.status"  # Succeeded | Failed
+ATTR_CODE_TIMED_OUT = "code.execution.timed_out"
+ATTR_CODE_EXECUTION_MS = "code.execution.time_ms"  # executionTimeInMilliseconds
+ATTR_CODE_STDOUT_SIZE = "code.stdout.size_bytes"
+ATTR_CODE_STDERR_SIZE = "code.stderr.size_bytes"
+ATTR_CODE_EXECUTION_TYPE = "code.execution.type"  # Synchronous | Asynchronous
+ATTR_CODE_SESSION_ACQUIRE = "code_session.acquire.result"  # warm | cold | existing
+
+# --- metrics (OTel names; Prometheus adds unit and _total suffixes) ---
+METRIC_CODE_EXECUTION_DURATION = "foundationallm.code_execution.duration"  # s; provider, outcome
+METRIC_CODE_SESSION_ACQUIRE = "foundationallm.code_session.acquisitions"  # {acquisition}; result
+METRIC_OPERATION_DURATION = "foundationallm.operation.duration"  # s; agent, status
+METRIC_OPERATIONS = "foundationallm.operations"  # {operation}; agent, status, failed_hop
+
+METRIC_ATTR_PROVIDER = "code_session_provider"
+METRIC_ATTR_OUTCOME = "outcome"  # Succeeded | Failed | TimedOut
+METRIC_ATTR_ACQUIRE = "result"
+METRIC_ATTR_AGENT = "agent_name"
+METRIC_ATTR_STATUS = "status"
+METRIC_ATTR_FAILED_HOP = "failed_hop"
+
+# Histogram buckets that reach past the 220 s execution limit (seconds).
+DURATION_BUCKETS_S = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 220.0, 300.0,
+)
