@@ -1,0 +1,38 @@
+"""Request checks shared by the hops: instance id, API keys and the user identity header."""
+
+from __future__ import annotations
+
+import hmac
+import json
+
+from fastapi import Request
+
+from services.common.errors import ServiceError
+from services.common.models import UnifiedUserIdentity
+
+API_KEY_HEADER = "X-API-KEY"
+USER_IDENTITY_HEADER = "X-USER-IDENTITY"
+
+
+def check_instance(instance_id: str, expected: str) -> None:
+    if instance_id.lower() != expected:
+        raise ServiceError(403, "Access denied. Invalid instance ID.")
+
+
+def check_api_key(request: Request, expected: str) -> None:
+    """Constant-time comparison; one answer for a missing and a wrong key, so neither is revealed."""
+    given = request.headers.get(API_KEY_HEADER, "")
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise ServiceError(401, "A valid X-API-KEY header is required.")
+
+
+def user_identity(request: Request, required: bool = True) -> UnifiedUserIdentity | None:
+    raw = request.headers.get(USER_IDENTITY_HEADER)
+    if not raw:
+        if required:
+            raise ServiceError(400, "The X-USER-IDENTITY header is missing.", field=USER_IDENTITY_HEADER)
+        return None
+    try:
+        return UnifiedUserIdentity.model_validate(json.loads(raw))
+    except (ValueError, TypeError) as error:
+        raise ServiceError(400, "The X-USER-IDENTITY header is not a valid identity.", USER_IDENTITY_HEADER) from error

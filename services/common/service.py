@@ -1,0 +1,77 @@
+"""How every service is built and run: telemetry first, then the FastAPI app, then uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import FastAPI
+
+from services.common.errors import install_error_handlers
+from services.common.settings import Settings, service_name
+from telemetry.context import drain_background
+from telemetry.setup import TelemetrySettings, configure_telemetry, instrument_app, shutdown_telemetry
+
+log = logging.getLogger("foundationallm")
+
+Hook = Callable[[], Awaitable[None]]
+
+
+def start_telemetry(package: str, settings: Settings) -> None:
+    """Configure telemetry before any app or HTTP client is created (the httpx instrumentor needs it)."""
+    configure_telemetry(TelemetrySettings.from_env(service_name(package), settings.data_dir))
+
+
+def create_service(
+    package: str,
+    settings: Settings,
+    *,
+    title: str,
+    on_startup: list[Hook] | None = None,
+    on_shutdown: list[Hook] | None = None,
+) -> FastAPI:
+    start_telemetry(package, settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        for hook in on_startup or []:
+            await hook()
+        try:
+            yield
+        finally:
+            await drain_background()
+            for hook in on_shutdown or []:
+                await hook()
+            shutdown_telemetry()
+
+    app = FastAPI(title=title, lifespan=lifespan)
+    app.state.settings = settings
+    install_error_handlers(app)
+
+    @app.get("/status", include_in_schema=False)
+    async def status() -> dict[str, str]:
+        return {"name": title, "instance_id": settings.instance_id, "status": "ready"}
+
+    instrument_app(app)
+    return app
+
+
+def run(package: str, factory: Callable[[], FastAPI]) -> None:
+    """Serve the app on its port (FLLM_PORT or the default), or on an inherited socket (FLLM_FD)."""
+    logging.basicConfig(level=os.environ.get("FLLM_LOG_LEVEL", "WARNING"))
+    settings = Settings.from_env()
+    config = uvicorn.Config(
+        factory(),
+        host=settings.host,
+        port=int(os.environ.get("FLLM_PORT", settings.port_of(package))),
+        fd=int(os.environ["FLLM_FD"]) if "FLLM_FD" in os.environ else None,
+        log_level=os.environ.get("FLLM_LOG_LEVEL", "warning").lower(),
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        limit_concurrency=2000,
+    )
+    asyncio.run(uvicorn.Server(config).serve())

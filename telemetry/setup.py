@@ -1,0 +1,251 @@
+"""One switch that sets up traces, metrics and logs for a service process.
+
+Backends, chosen by configuration (several at once allowed):
+- the embedded default: OTLP/JSON lines appended to ``<data dir>/traces.jsonl`` (and metrics.jsonl),
+  unless ``FLLM_TELEMETRY_FILE=off``;
+- OTLP (http/protobuf, or grpc with ``OTEL_EXPORTER_OTLP_PROTOCOL=grpc``) when
+  ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set;
+- Azure Monitor when ``APPLICATIONINSIGHTS_CONNECTION_STRING`` is set.
+``OTEL_SDK_DISABLED=true`` turns all of it off (no-op providers).
+
+Telemetry never blocks a request: spans go through bounded batch queues, exporters run in their
+own threads, and a dead collector only costs the spans it drops.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from opentelemetry import baggage, metrics, trace
+from opentelemetry._logs import set_logger_provider
+from opentelemetry.context import Context
+from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+from telemetry import conventions as c
+from telemetry.otlp_json import JsonLinesMetricExporter, JsonLinesSpanExporter
+
+APP_LOGGER = "foundationallm"
+_LOCAL_DEFAULTS = {
+    # Loopback only: the Azure distro must not probe the VM metadata address or live-metrics hosts.
+    "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": "otel",
+    "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
+    "OTEL_SEMCONV_STABILITY_OPT_IN": "http",
+    # Short batches so a trace is readable a moment after the answer; bounded queue.
+    "OTEL_BSP_SCHEDULE_DELAY": "200",
+    "OTEL_BSP_MAX_QUEUE_SIZE": "4096",
+    "OTEL_BSP_EXPORT_TIMEOUT": "5000",
+    "OTEL_EXPORTER_OTLP_TIMEOUT": "5",
+}
+
+
+def apply_local_defaults() -> None:
+    for key, value in _LOCAL_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+@dataclass
+class TelemetrySettings:
+    service_name: str
+    data_dir: Path
+    service_version: str = "0.1.0"
+    environment: str = "local"
+    instance_id: str = ""
+    file_export: bool = True
+    otlp_endpoint: str = ""
+    otlp_protocol: str = "http/protobuf"
+    azure_connection_string: str = ""
+    metric_interval_ms: int = 15_000
+    disabled: bool = False
+
+    @classmethod
+    def from_env(cls, service_name: str, data_dir: Path) -> TelemetrySettings:
+        env = os.environ
+        return cls(
+            service_name=service_name,
+            data_dir=data_dir,
+            service_version=env.get("FLLM_VERSION", "0.1.0"),
+            environment=env.get("FLLM_ENVIRONMENT", "local"),
+            instance_id=env.get("FLLM_INSTANCE_ID", ""),
+            file_export=env.get("FLLM_TELEMETRY_FILE", "on").lower() not in {"off", "false", "0"},
+            otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
+            otlp_protocol=env.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            azure_connection_string=env.get("APPLICATIONINSIGHTS_CONNECTION_STRING", ""),
+            metric_interval_ms=int(env.get("OTEL_METRIC_EXPORT_INTERVAL", "15000")),
+            disabled=env.get("OTEL_SDK_DISABLED", "").lower() == "true",
+        )
+
+
+@dataclass
+class Telemetry:
+    settings: TelemetrySettings
+    tracer_provider: TracerProvider | None = None
+    meter_provider: MeterProvider | None = None
+    logger_provider: LoggerProvider | None = None
+    span_exporters: list[SpanExporter] = field(default_factory=list)
+
+    def shutdown(self) -> None:
+        for provider in (self.tracer_provider, self.meter_provider, self.logger_provider):
+            if provider is not None:
+                provider.shutdown()
+
+
+_active: Telemetry | None = None
+
+
+class FoundationaLLMBaggageProcessor(SpanProcessor):
+    """Stamps the FoundationaLLM ids carried in baggage on every span, the automatic HTTP ones too."""
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        for key, value in baggage.get_all(parent_context).items():
+            if key.startswith("foundationallm.") and isinstance(value, str):
+                span.set_attribute(key, value)
+
+
+def resource_for(settings: TelemetrySettings) -> Resource:
+    return Resource.create(
+        {
+            "service.name": settings.service_name,
+            "service.namespace": c.SERVICE_NAMESPACE,
+            "service.version": settings.service_version,
+            "service.instance.id": f"{platform.node()}-{os.getpid()}",
+            "deployment.environment.name": settings.environment,
+            c.ATTR_INSTANCE_ID: settings.instance_id,
+        }
+    )
+
+
+def _otlp_exporters(settings: TelemetrySettings) -> tuple[SpanExporter, object, object]:
+    if settings.otlp_protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    else:
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    return OTLPSpanExporter(), OTLPMetricExporter(), OTLPLogExporter()
+
+
+def _histogram_views() -> list[View]:
+    buckets = ExplicitBucketHistogramAggregation(list(c.DURATION_BUCKETS_S))
+    return [
+        View(instrument_name=c.METRIC_CODE_EXECUTION_DURATION, aggregation=buckets),
+        View(instrument_name=c.METRIC_OPERATION_DURATION, aggregation=buckets),
+    ]
+
+
+def configure_telemetry(settings: TelemetrySettings) -> Telemetry:
+    """Set the global providers once per process; a second call returns the first setup."""
+    global _active
+    if _active is not None:
+        return _active
+    apply_local_defaults()
+    telemetry = Telemetry(settings)
+    _active = telemetry
+    if settings.disabled:
+        return telemetry
+
+    resource = resource_for(settings)
+    metric_readers: list[MetricReader] = []
+    log_exporter = None
+    if settings.file_export:
+        telemetry.span_exporters.append(JsonLinesSpanExporter(settings.data_dir / "traces.jsonl"))
+        metric_readers.append(
+            PeriodicExportingMetricReader(
+                JsonLinesMetricExporter(settings.data_dir / "metrics.jsonl"),
+                export_interval_millis=settings.metric_interval_ms,
+            )
+        )
+    if settings.otlp_endpoint:
+        span_exporter, metric_exporter, log_exporter = _otlp_exporters(settings)
+        telemetry.span_exporters.append(span_exporter)
+        metric_readers.append(
+            PeriodicExportingMetricReader(metric_exporter, export_interval_millis=settings.metric_interval_ms)
+        )
+    span_processors = [FoundationaLLMBaggageProcessor()]
+    span_processors += [BatchSpanProcessor(exporter) for exporter in telemetry.span_exporters]
+
+    if settings.azure_connection_string:
+        _configure_azure_monitor(telemetry, resource, span_processors, metric_readers)
+    else:
+        provider = TracerProvider(resource=resource)
+        for processor in span_processors:
+            provider.add_span_processor(processor)
+        trace.set_tracer_provider(provider)
+        meter_provider = MeterProvider(resource=resource, metric_readers=metric_readers, views=_histogram_views())
+        metrics.set_meter_provider(meter_provider)
+        telemetry.tracer_provider, telemetry.meter_provider = provider, meter_provider
+        if log_exporter is not None:
+            logger_provider = LoggerProvider(resource=resource)
+            logger_provider.add_log_record_processor(BatchLogRecordProcessor(log_exporter))
+            set_logger_provider(logger_provider)
+            logging.getLogger(APP_LOGGER).addHandler(LoggingHandler(logger_provider=logger_provider))
+            telemetry.logger_provider = logger_provider
+
+    _instrument_httpx()
+    return telemetry
+
+
+def _configure_azure_monitor(
+    telemetry: Telemetry,
+    resource: Resource,
+    span_processors: list[SpanProcessor],
+    metric_readers: list[MetricReader],
+) -> None:
+    from azure.monitor.opentelemetry import configure_azure_monitor
+
+    configure_azure_monitor(
+        connection_string=telemetry.settings.azure_connection_string,
+        resource=resource,
+        sampling_ratio=1.0,  # the distro's default rate limit would break end-to-end traces
+        enable_live_metrics=False,
+        disable_offline_storage=True,
+        logger_name=APP_LOGGER,  # never the root logger: the exporter's own warnings would loop
+        span_processors=span_processors,
+        metric_readers=metric_readers,
+        views=_histogram_views(),
+        # We instrument FastAPI and httpx ourselves, once, with our own exclusions.
+        instrumentation_options={"fastapi": {"enabled": False}, "httpx": {"enabled": False}},
+    )
+    tracer_provider = trace.get_tracer_provider()
+    meter_provider = metrics.get_meter_provider()
+    telemetry.tracer_provider = tracer_provider if isinstance(tracer_provider, TracerProvider) else None
+    telemetry.meter_provider = meter_provider if isinstance(meter_provider, MeterProvider) else None
+
+
+def _instrument_httpx() -> None:
+    # Must run before any AsyncClient exists: the instrumentor swaps the client classes.
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+    if not HTTPXClientInstrumentor().is_instrumented_by_opentelemetry:
+        HTTPXClientInstrumentor().instrument()
+
+
+def instrument_app(app: object) -> None:
+    if _active is None or _active.settings.disabled:
+        return
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(
+        app,
+        exclude_spans=["send", "receive"],
+        excluded_urls="/status,/health",
+    )
+
+
+def shutdown_telemetry() -> None:
+    global _active
+    if _active is not None:
+        _active.shutdown()
+        _active = None
