@@ -1,0 +1,30 @@
+"""The Azure Container Apps Dynamic Sessions data plane (code-interpreter pool), served locally."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.code_execution import PROVIDER_CODE_INTERPRETER, Executor, ExecutorConfig
+from services.code_execution.web import RedactIdentifierMiddleware, install_status
+from services.common.service import create_service
+from services.common.settings import Settings
+from services.dynamic_sessions import executions, files, legacy, session
+from services.dynamic_sessions.errors import install_azure_error_handlers
+
+PACKAGE = "dynamic_sessions"
+TITLE = "Azure Container Apps Dynamic Sessions (emulator)"
+UID_BASE = 600_000
+
+
+def create_app(settings: Settings | None = None, config: ExecutorConfig | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+    config = config or ExecutorConfig.from_env(settings.data_dir, "dynamic-sessions", uid_base=UID_BASE)
+    executor = Executor(config, PROVIDER_CODE_INTERPRETER)
+    app = create_service(PACKAGE, settings, title=TITLE, on_startup=[executor.start], on_shutdown=[executor.stop])
+    app.state.executor = executor
+    install_azure_error_handlers(app)
+    install_status(app, TITLE, settings, executor)
+    app.add_middleware(RedactIdentifierMiddleware)
+    for module in (executions, files, legacy, session):
+        app.include_router(module.router)
+    return app
