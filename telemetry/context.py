@@ -149,6 +149,7 @@ __all__ = [
     "hashed",
     "hop_span",
     "link_to",
+    "operation_baggage",
     "record_failure",
     "run_in_thread",
     "set_operation_baggage",
@@ -157,3 +158,14 @@ __all__ = [
     "traced",
     "tracer",
 ]
+
+
+@contextmanager
+def operation_baggage(instance_id: str, operation_id: str) -> Iterator[None]:
+    """Carry the operation's ids in baggage for the rest of this block: every later span, on this hop
+    and on every hop it calls, is stamped with them (see setup.FoundationaLLMBaggageProcessor)."""
+    token = context.attach(set_operation_baggage(instance_id, operation_id))
+    try:
+        yield
+    finally:
+        context.detach(token)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Awaitable, Callable
 
 from fastapi import Request
 
 from services.common.errors import ServiceError
 from services.common.models import UnifiedUserIdentity
+from telemetry import conventions as c
+from telemetry.context import annotate
 
 API_KEY_HEADER = "X-API-KEY"
 USER_IDENTITY_HEADER = "X-USER-IDENTITY"
@@ -36,3 +39,15 @@ def user_identity(request: Request, required: bool = True) -> UnifiedUserIdentit
         return UnifiedUserIdentity.model_validate(json.loads(raw))
     except (ValueError, TypeError) as error:
         raise ServiceError(400, "The X-USER-IDENTITY header is not a valid identity.", USER_IDENTITY_HEADER) from error
+
+
+def internal_hop(package: str) -> Callable[[Request, str], Awaitable[None]]:
+    """A route dependency for an internal hop: the instance in the path and this service's API key."""
+
+    async def check(request: Request, instanceId: str) -> None:  # noqa: N803 - the route's parameter name
+        settings = request.app.state.settings
+        check_api_key(request, settings.api_keys[package])
+        check_instance(instanceId, settings.instance_id)
+        annotate({c.ATTR_INSTANCE_ID: instanceId})
+
+    return check

@@ -58,13 +58,20 @@ class HopClient:
     async def call(self, method: str, path: str, *, expect: tuple[int, ...] = (200,), **kwargs: Any) -> Any:
         """Send a request and return its JSON body; any other status than ``expect`` is a failure."""
         response = await self.request(method, path, **kwargs)
+        return await self.decode(response, method, path, expect)
+
+    async def decode(self, response: httpx.Response, method: str, path: str, expect: tuple[int, ...] = (200,)) -> Any:
+        """The JSON body of an expected answer; anything else is this hop's failure."""
         if response.status_code not in expect:
             detail = response.text[:200]
             raise self._failed(f"answered {response.status_code} to {method} {path}: {detail}", response.status_code)
         try:
-            return response.json()
+            body = response.json()
         except ValueError as error:
             raise self._failed(f"answered malformed JSON to {method} {path}") from error
+        if not isinstance(body, dict | list):
+            raise self._failed(f"answered JSON that is not an object to {method} {path}")
+        return body
 
     def _failed(self, reason: str, status_code: int | None = None) -> HopError:
         error = HopError(self.hop, reason, status_code)

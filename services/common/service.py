@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -68,10 +69,13 @@ def run(package: str, factory: Callable[[], FastAPI]) -> None:
         factory(),
         host=settings.host,
         port=int(os.environ.get("FLLM_PORT", settings.port_of(package))),
-        fd=int(os.environ["FLLM_FD"]) if "FLLM_FD" in os.environ else None,
         log_level=os.environ.get("FLLM_LOG_LEVEL", "warning").lower(),
         access_log=False,
         timeout_graceful_shutdown=5,
         limit_concurrency=2000,
     )
-    asyncio.run(uvicorn.Server(config).serve())
+    # An inherited socket is opened with its real family and protocol (uvicorn's own ``fd=`` path takes
+    # it for a Unix socket, so asyncio never sets TCP_NODELAY and every keep-alive answer waits ~40 ms
+    # for a delayed ACK).
+    sockets = [socket.socket(fileno=int(os.environ["FLLM_FD"]))] if "FLLM_FD" in os.environ else None
+    asyncio.run(uvicorn.Server(config).serve(sockets=sockets))

@@ -1,0 +1,117 @@
+"""CoreService: start a completion operation through Gatekeeper or Orchestration, and answer its polls.
+
+Core answers 202 with a LongRunningOperation whose ``result`` is the agent Message; the status polls
+are their own traces and carry a span link to the operation's trace. An operation that ended is kept
+in Core's context, so later polls do not go downstream.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+from services.common.agents import Agent
+from services.common.errors import HopError, ServiceError
+from services.common.models import (
+    CompletionRequest,
+    LongRunningOperation,
+    OperationStatus,
+    UnifiedUserIdentity,
+)
+from services.core_api.messages import agent_message
+from services.core_api.store import OperationContext, OperationContexts
+from services.orchestration_api.client import AsyncCompletionsClient
+from telemetry import conventions as c
+from telemetry.context import annotate, current_traceparent, hop_span, link_to, operation_baggage, trace_id_of
+
+OPERATION_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+MAX_OPERATION_S = 30 * 60
+START_FAILED = "An error occured while attempting to start the completion operation."  # sic, as the original
+
+
+class CoreService:
+    def __init__(self, instance_id: str, agents: dict[str, Agent], contexts: OperationContexts,
+                 downstream: dict[str, AsyncCompletionsClient], gatekeeper: str) -> None:
+        self._instance_id = instance_id
+        self._agents, self._contexts, self._downstream = agents, contexts, downstream
+        self._gatekeeper = gatekeeper
+
+    def _route(self, agent: Agent) -> str:
+        settings = agent.gatekeeper_settings
+        if not settings.use_system_setting:
+            return c.GATEKEEPER_API if settings.options else c.ORCHESTRATION_API
+        return c.GATEKEEPER_API if self._gatekeeper == "required" else c.ORCHESTRATION_API
+
+    async def start(self, request: CompletionRequest, identity: UnifiedUserIdentity) -> dict[str, Any]:
+        agent = self._agents.get(request.agent_name)
+        if agent is None:
+            raise ServiceError(404, f"The agent '{request.agent_name}' was not found.", "agent_name")
+        if not request.session_id:
+            raise ServiceError(400, "session_id is required.", "session_id")
+        operation_id = (request.operation_id or str(uuid.uuid4())).lower()
+        if not OPERATION_ID.fullmatch(operation_id):
+            raise ServiceError(400, "operation_id must be 1-128 of [A-Za-z0-9._-].", "operation_id")
+        route = self._route(agent)
+        annotate({c.ATTR_OPERATION_ID: operation_id, c.ATTR_AGENT_NAME: agent.name,
+                  c.ATTR_CONVERSATION_ID: request.session_id, c.ATTR_USER_ID: identity.user_id,
+                  c.ATTR_GATEKEEPER_DECISION: "required" if route == c.GATEKEEPER_API else "bypassed"})
+        ctx, created = await self._contexts.insert(OperationContext(
+            id=operation_id, instance_id=self._instance_id, agent_name=agent.name, session_id=request.session_id,
+            upn=identity.upn, route=route, start_time=time.time(), traceparent=current_traceparent(),
+        ))
+        if not created:  # a retried submission: report, never start twice
+            return await self.status(operation_id, identity)
+        downstream_request = request.model_copy(update={"operation_id": operation_id, "long_running_operation": True})
+        with operation_baggage(self._instance_id, operation_id):
+            try:
+                operation = await self._downstream[route].start(
+                    self._instance_id, downstream_request.model_dump(mode="json"), identity
+                )
+            except HopError as error:
+                operation = LongRunningOperation(
+                    operation_id=operation_id, status=OperationStatus.FAILED, failed_hop=error.hop,
+                    status_message=f"{START_FAILED} {error}",
+                ).to_wire()
+        return await self._answer(ctx, operation)
+
+    async def status(self, operation_id: str, identity: UnifiedUserIdentity, wait_s: float = 0.0) -> dict[str, Any]:
+        ctx = await self._contexts.get(operation_id)
+        if ctx is None:
+            raise ServiceError(404, f"The operation '{operation_id}' was not found.", "operationId")
+        annotate({c.ATTR_OPERATION_ID: operation_id, c.ATTR_AGENT_NAME: ctx.agent_name})
+        # The poll is its own trace; the link leads to the operation's.
+        with hop_span("core.operation_status", {c.ATTR_OPERATION_ID: operation_id}, links=link_to(ctx.traceparent)):
+            if ctx.final is not None:
+                return ctx.final
+            if time.time() - ctx.start_time > MAX_OPERATION_S:
+                operation = LongRunningOperation(
+                    operation_id=operation_id, status=OperationStatus.FAILED, failed_hop=ctx.route,
+                    status_message="The completion operation has exceeded the maximum time allowed.",
+                ).to_wire()
+                return await self._answer(ctx, operation)
+            try:
+                operation = await self._downstream[ctx.route].status(self._instance_id, operation_id, identity, wait_s)
+            except HopError as error:
+                operation = LongRunningOperation(
+                    operation_id=operation_id, status=OperationStatus.FAILED, failed_hop=error.hop,
+                    status_message=f"An error occured while attempting to get the completion operation status. {error}",
+                ).to_wire()
+                return self._shape(ctx, operation)  # a failed poll does not end the operation
+            return await self._answer(ctx, operation)
+
+    def _shape(self, ctx: OperationContext, operation: dict[str, Any]) -> dict[str, Any]:
+        answer = LongRunningOperation.model_validate({**operation, "operation_id": ctx.id}).to_wire()
+        answer["trace_id"] = trace_id_of(ctx.traceparent) or answer.get("trace_id")
+        status = OperationStatus(answer["status"])
+        annotate({c.ATTR_OPERATION_STATUS: status.value, c.ATTR_FAILED_HOP: answer.get("failed_hop")})
+        answer["result"] = agent_message(operation, ctx.session_id, ctx.agent_name) if (
+            status.is_terminal or operation.get("result")) else None
+        return answer
+
+    async def _answer(self, ctx: OperationContext, operation: dict[str, Any]) -> dict[str, Any]:
+        answer = self._shape(ctx, operation)
+        if OperationStatus(answer["status"]).is_terminal:
+            await self._contexts.finish(ctx.id, answer)
+        return answer

@@ -1,0 +1,43 @@
+"""Core API routes: start an async completion (always 202 with the operation) and poll its status."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+
+from services.common.auth import check_instance
+from services.common.models import LOCAL_DEVELOPER, CompletionRequest, UnifiedUserIdentity
+from services.core_api.completions import CoreService
+from telemetry import conventions as c
+from telemetry.context import annotate
+
+
+async def _instance(request: Request, instanceId: str) -> None:  # noqa: N803
+    check_instance(instanceId, request.app.state.settings.instance_id)
+    annotate({c.ATTR_INSTANCE_ID: instanceId})
+
+
+router = APIRouter(prefix="/instances/{instanceId}/async-completions", dependencies=[Depends(_instance)])
+
+
+def _core(request: Request) -> CoreService:
+    return request.app.state.core
+
+
+def _caller(request: Request) -> UnifiedUserIdentity:
+    """The embedded default accepts the local developer without a token."""
+    return LOCAL_DEVELOPER
+
+
+@router.post("", status_code=202)
+async def start_completion(request: Request, body: CompletionRequest) -> JSONResponse:
+    return JSONResponse(await _core(request).start(body, _caller(request)), status_code=202)
+
+
+@router.get("/{operationId}/status")
+async def completion_status(
+    request: Request,
+    operationId: str,  # noqa: N803
+    wait: float = Query(0.0, ge=0.0, le=30.0, description="Long-poll: answer as soon as the operation ends"),
+) -> dict:
+    return await _core(request).status(operationId, _caller(request), wait)

@@ -1,0 +1,76 @@
+"""Core's operation contexts (the original's Cosmos ``Operations`` container) in SQLite."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from services.common.sqlite_store import SqliteStore
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS operation_contexts (
+    id TEXT PRIMARY KEY,
+    instance_id TEXT NOT NULL,
+    agent_name TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    upn TEXT,
+    route TEXT NOT NULL,
+    start_time REAL NOT NULL,
+    traceparent TEXT NOT NULL,
+    final TEXT
+);
+"""
+
+
+@dataclass(frozen=True)
+class OperationContext:
+    id: str
+    instance_id: str
+    agent_name: str
+    session_id: str
+    upn: str | None
+    route: str  # the hop Core called at start: gatekeeper-api | orchestration-api
+    start_time: float
+    traceparent: str
+    final: dict[str, Any] | None = None
+
+
+class OperationContexts:
+    def __init__(self, path: Path) -> None:
+        self._db = SqliteStore(path, SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    async def insert(self, ctx: OperationContext) -> tuple[OperationContext, bool]:
+        """Store a new context; an existing one with the same id wins (a retried submission)."""
+
+        def work(db: sqlite3.Connection) -> tuple[OperationContext, bool]:
+            row = db.execute("SELECT * FROM operation_contexts WHERE id = ?", (ctx.id,)).fetchone()
+            if row is not None:
+                return _context(row), False
+            db.execute(
+                "INSERT INTO operation_contexts VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                (ctx.id, ctx.instance_id, ctx.agent_name, ctx.session_id, ctx.upn, ctx.route, ctx.start_time,
+                 ctx.traceparent),
+            )
+            return ctx, True
+
+        return await self._db.transaction(work)
+
+    async def get(self, operation_id: str) -> OperationContext | None:
+        row = await self._db.fetchone("SELECT * FROM operation_contexts WHERE id = ?", (operation_id,))
+        return _context(row) if row is not None else None
+
+    async def finish(self, operation_id: str, final: dict[str, Any]) -> None:
+        await self._db.execute("UPDATE operation_contexts SET final = ? WHERE id = ? AND final IS NULL",
+                               (json.dumps(final), operation_id))
+
+
+def _context(row: sqlite3.Row) -> OperationContext:
+    values = dict(row)
+    values["final"] = json.loads(values["final"]) if values["final"] else None
+    return OperationContext(**values)

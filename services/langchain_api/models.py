@@ -1,0 +1,30 @@
+"""The request Orchestration sends to LangChain API (LLMCompletionRequest)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class AgentSpec(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["generic-agent"]
+    name: str = Field(min_length=1, max_length=128)
+    main_model: str = "local-deterministic"
+    tools: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class LLMCompletionRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    operation_id: str = Field(min_length=1, max_length=128)
+    user_prompt: str = Field(min_length=1, max_length=262_144)
+    session_id: str | None = None
+    is_new_conversation: bool = False
+    message_history: list[dict[str, Any]] = Field(default_factory=list)
+    file_history: list[dict[str, Any]] = Field(default_factory=list)
+    attachments: list[dict[str, Any]] = Field(default_factory=list)
+    agent: AgentSpec
+    objects: dict[str, Any] = Field(default_factory=dict)

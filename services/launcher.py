@@ -1,0 +1,196 @@
+"""Starts the chain: every service as its own process on loopback, healthy before it is used.
+
+Each service gets a socket bound here first and inherits it (``FLLM_FD``), so ports are known before
+any process starts and ephemeral ports are race-free. API keys for the internal hops and the code
+session token are generated per run. ``stop`` sends SIGTERM (services flush their spans) and kills
+whatever is still running after a grace period: no orphans.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from services.common.settings import API_KEY_ENV, SERVICE_PORTS, service_name, url_env
+
+REPO = Path(__file__).resolve().parents[1]
+# Callees before callers, so a caller's first request finds its next hop up.
+START_ORDER = (
+    "state_api",
+    "dynamic_sessions",
+    "code_session_api",
+    "context_api",
+    "langchain_api",
+    "orchestration_api",
+    "gatekeeper_api",
+    "core_api",
+    "portal",
+)
+
+
+class ChainError(RuntimeError):
+    pass
+
+
+@dataclass
+class ServiceProcess:
+    package: str
+    url: str
+    log_path: Path
+    sock: socket.socket | None = None
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def name(self) -> str:
+        return service_name(self.package)
+
+
+@dataclass
+class Chain:
+    data_dir: Path
+    gatekeeper: str = "bypass"
+    ephemeral_ports: bool = False
+    env: dict[str, str] = field(default_factory=dict)
+    packages: Iterable[str] = START_ORDER
+    services: dict[str, ServiceProcess] = field(default_factory=dict)
+    secrets_env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.data_dir = self.data_dir.resolve()
+        self.packages = tuple(self.packages)
+
+    # --- life cycle ---
+
+    def start(self, timeout_s: float = 60.0) -> Chain:
+        (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        try:
+            for package in self.packages:
+                self.services[package] = self._bind(package)
+            self.secrets_env = {var: secrets.token_urlsafe(24) for var in API_KEY_ENV.values()}
+            self.secrets_env["FLLM_DYNAMIC_SESSIONS_TOKEN"] = secrets.token_urlsafe(24)
+            for package in self.packages:
+                self._spawn(self.services[package])
+            self.wait_healthy(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __enter__(self) -> Chain:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def url(self, package: str) -> str:
+        return self.services[package].url
+
+    def service_env(self) -> dict[str, str]:
+        """The environment every service of this chain shares (URLs, keys, data dir, gatekeeper)."""
+        env = {key: value for key, value in os.environ.items() if key not in ("FLLM_FD", "FLLM_PORT")}
+        env.update({url_env(package): service.url for package, service in self.services.items()})
+        env.update(self.secrets_env)
+        env.update({"FLLM_DATA_DIR": str(self.data_dir), "FLLM_GATEKEEPER": self.gatekeeper, "PYTHONPATH": str(REPO)})
+        env.update(self.env)
+        return env
+
+    def _bind(self, package: str) -> ServiceProcess:
+        port = 0 if self.ephemeral_ports else SERVICE_PORTS[package]
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as error:
+            sock.close()
+            raise ChainError(f"{service_name(package)} cannot listen on 127.0.0.1:{port}: {error.strerror}") from error
+        sock.listen(512)
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        return ServiceProcess(package, url, self.data_dir / "logs" / f"{service_name(package)}.log", sock)
+
+    def _spawn(self, service: ServiceProcess) -> None:
+        assert service.sock is not None
+        env = {**self.service_env(), "FLLM_FD": str(service.sock.fileno())}
+        with service.log_path.open("ab") as log:
+            service.process = subprocess.Popen(
+                [sys.executable, "-m", f"services.{service.package}"], cwd=REPO, env=env,
+                pass_fds=[service.sock.fileno()], stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+
+    def wait_healthy(self, timeout_s: float, packages: Iterable[str] | None = None) -> None:
+        deadline = time.monotonic() + timeout_s
+        waiting = list(packages or self.services)
+        with httpx.Client(timeout=2.0) as client:
+            while waiting:
+                for package in list(waiting):
+                    service = self.services[package]
+                    if service.process is not None and service.process.poll() is not None:
+                        raise ChainError(f"{service.name} exited with {service.process.returncode}:\n"
+                                         + self.log_tail(package))
+                    try:
+                        if client.get(f"{service.url}/status").status_code == 200:
+                            waiting.remove(package)
+                    except httpx.HTTPError:
+                        pass
+                if waiting and time.monotonic() > deadline:
+                    names = ", ".join(service_name(p) for p in waiting)
+                    raise ChainError(f"not healthy after {timeout_s:.0f} s: {names}")
+                if waiting:
+                    time.sleep(0.05)
+
+    def log_tail(self, package: str, chars: int = 3000) -> str:
+        path = self.services[package].log_path
+        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+    def stop_service(self, package: str, sig: int = signal.SIGTERM, grace_s: float = 10.0) -> None:
+        service = self.services[package]
+        process = service.process
+        if process is None or process.poll() is not None:
+            return
+        try:
+            os.killpg(process.pid, sig)
+            process.wait(grace_s)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(5)
+
+    def restart_service(self, package: str, timeout_s: float = 30.0) -> None:
+        self.stop_service(package)
+        self._spawn(self.services[package])
+        self.wait_healthy(timeout_s, [package])
+
+    def stop(self) -> None:
+        for package in reversed(tuple(self.services)):
+            service = self.services[package]
+            if service.process is not None and service.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(service.process.pid, signal.SIGTERM)
+        for package in reversed(tuple(self.services)):
+            self._reap(package)
+        for service in self.services.values():
+            if service.sock is not None:
+                service.sock.close()
+                service.sock = None
+
+    def _reap(self, package: str) -> None:
+        process = self.services[package].process
+        if process is None:
+            return
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(5)

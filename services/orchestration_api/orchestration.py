@@ -1,0 +1,88 @@
+"""Starting a completion operation and reading its status (AgentOrchestration).
+
+A failure anywhere in the start ends the operation as Failed, named after the hop that failed, and is
+written to State API when it can be, so the status polls see the same answer as the start.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.common.errors import HopError
+from services.common.models import (
+    CompletionRequest,
+    CompletionResponse,
+    LongRunningOperation,
+    OperationStatus,
+    UnifiedUserIdentity,
+)
+from services.langchain_api.client import LangChainClient
+from services.orchestration_api.builder import OrchestrationBuilder, OrchestrationError
+from services.state_api.client import StateClient
+from telemetry import conventions as c
+from telemetry.context import annotate, record_failure
+
+APOLOGY = "A problem on my side prevented me from responding."
+
+
+class AgentOrchestration:
+    def __init__(self, builder: OrchestrationBuilder, state: StateClient, langchain: LangChainClient) -> None:
+        self._builder, self._state, self._langchain = builder, state, langchain
+
+    async def start(self, instance_id: str, request: CompletionRequest, identity: UnifiedUserIdentity
+                    ) -> dict[str, Any]:
+        operation_id = request.operation_id or ""
+        try:
+            agent, objects = await self._builder.build(instance_id, request, identity)
+            await self._state.create(instance_id, operation_id, identity.upn)
+            llm_request = {
+                "operation_id": operation_id,
+                "session_id": request.session_id,
+                "is_new_conversation": request.is_new_conversation,
+                "user_prompt": request.user_prompt,
+                "message_history": request.message_history,
+                "file_history": request.file_history,
+                "attachments": [],
+                "agent": agent.model_dump(),
+                "objects": objects,
+            }
+            return await self._langchain.start(instance_id, llm_request, identity)
+        except (HopError, OrchestrationError) as error:
+            hop = error.hop if isinstance(error, HopError) else c.ORCHESTRATION_API
+            message = str(error) if isinstance(error, HopError) else f"{c.ORCHESTRATION_API}: {error}"
+            record_failure(error, hop=hop)
+            return await self._failed_start(instance_id, request, identity, message, hop)
+
+    async def _failed_start(self, instance_id: str, request: CompletionRequest, identity: UnifiedUserIdentity,
+                            message: str, hop: str) -> dict[str, Any]:
+        operation = LongRunningOperation(
+            operation_id=request.operation_id or "", status=OperationStatus.FAILED,
+            status_message=f"The completion operation failed to start. {message}", upn=identity.upn,
+            failed_hop=hop,
+        )
+        if hop != c.STATE_API:
+            try:
+                await self._state.create(instance_id, operation.operation_id, identity.upn)
+                await self._state.update(instance_id, operation)
+            except HopError as error:
+                record_failure(error, hop=c.STATE_API)
+        answer = operation.to_wire()
+        answer["result"] = CompletionResponse(operation_id=operation.operation_id, user_prompt=request.user_prompt,
+                                              completion=APOLOGY, errors=[message], is_error=True).model_dump()
+        return answer
+
+    async def status(self, instance_id: str, operation_id: str, wait_s: float) -> dict[str, Any]:
+        try:
+            operation = await self._state.get(instance_id, operation_id, wait_s)
+        except HopError as error:
+            return LongRunningOperation(
+                operation_id=operation_id, status=OperationStatus.FAILED, failed_hop=error.hop,
+                status_message=f"An error occurred while polling for the response. {error}",
+            ).to_wire()
+        if operation is None:
+            return LongRunningOperation(
+                operation_id=operation_id, status=OperationStatus.FAILED,
+                status_message=f"The operation was not found. The operation id was {operation_id}.",
+            ).to_wire()
+        annotate({c.ATTR_OPERATION_STATUS: operation["status"]})
+        return operation

@@ -1,0 +1,129 @@
+"""State API routes (FoundationaLLM's StateAPI), plus ``?wait=`` long-polling on an operation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.responses import JSONResponse
+
+from services.common.auth import internal_hop
+from services.common.errors import ServiceError
+from services.common.models import LongRunningOperation, OperationStatus
+from services.state_api.store import OperationStore
+from services.state_api.waiters import Waiters
+from telemetry import conventions as c
+from telemetry.context import annotate, current_traceparent, trace_id_of
+
+router = APIRouter(prefix="/instances/{instanceId}/operations", dependencies=[Depends(internal_hop("state_api"))])
+MAX_WAIT_S = 60.0
+
+
+def _store(request: Request) -> OperationStore:
+    return request.app.state.store
+
+
+def _waiters(request: Request) -> Waiters:
+    return request.app.state.waiters
+
+
+def to_operation(row: dict[str, Any], result: dict[str, Any] | None = None) -> dict[str, Any]:
+    return LongRunningOperation(
+        operation_id=row["operation_id"],
+        status=row["status"],
+        status_message=row["status_message"],
+        upn=row["upn"],
+        last_updated=row["last_updated"],
+        result=result,
+        trace_id=trace_id_of(row["traceparent"]) or None,
+        failed_hop=row.get("failed_hop"),
+    ).to_wire()
+
+
+def _not_found(operation_id: str) -> ServiceError:
+    return ServiceError(404, f"An operation with the id '{operation_id}' does not exist.", "operationId")
+
+
+@router.get("")
+async def list_operations(request: Request, instanceId: str) -> list[dict[str, Any]]:  # noqa: N803
+    return [to_operation(row) for row in await _store(request).list(instanceId)]
+
+
+@router.get("/{operationId}")
+async def get_operation(
+    request: Request,
+    operationId: str,  # noqa: N803
+    wait: float = Query(0.0, ge=0.0, le=MAX_WAIT_S, description="Long-poll: answer once the operation ends"),
+) -> dict[str, Any]:
+    annotate({c.ATTR_OPERATION_ID: operationId})
+    store = _store(request)
+    with _waiters(request).watching(operationId) as ended:
+        row = await store.get(operationId)
+        if row is None:
+            raise _not_found(operationId)
+        if wait > 0 and not OperationStatus(row["status"]).is_terminal:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ended.wait(), wait)
+            row = await store.get(operationId) or row
+    annotate({c.ATTR_OPERATION_STATUS: row["status"]})
+    return to_operation(row, await store.latest_result(operationId))
+
+
+@router.post("/{operationId}")
+async def create_operation(
+    request: Request,
+    instanceId: str,  # noqa: N803
+    operationId: str,  # noqa: N803
+    body: dict[str, Any] = Body(...),
+) -> dict[str, Any]:
+    annotate({c.ATTR_OPERATION_ID: operationId})
+    upn = body.get("upn")
+    if upn is not None and not isinstance(upn, str):
+        raise ServiceError(400, "upn must be a string.", "upn")
+    row = await _store(request).create(instanceId, operationId, upn, current_traceparent())
+    return to_operation(row)
+
+
+@router.put("/{operationId}")
+async def update_operation(
+    request: Request,
+    instanceId: str,  # noqa: N803
+    operationId: str,  # noqa: N803
+    operation: LongRunningOperation,
+) -> JSONResponse:
+    annotate({c.ATTR_OPERATION_ID: operationId, c.ATTR_OPERATION_STATUS: operation.status.value})
+    if operation.operation_id != operationId:
+        raise ServiceError(400, "operation_id does not match the operation in the route.", "operation_id")
+    row, changed = await _store(request).update(instanceId, operation.model_dump(mode="json"), current_traceparent())
+    if changed and operation.status.is_terminal:
+        _waiters(request).ended(operationId)
+    return JSONResponse(to_operation(row), status_code=200 if changed else 409)
+
+
+@router.get("/{operationId}/logs")
+async def get_logs(request: Request, operationId: str) -> list[dict[str, Any]]:  # noqa: N803
+    return await _store(request).logs(operationId)
+
+
+@router.get("/{operationId}/result")
+async def get_result(request: Request, operationId: str) -> dict[str, Any]:  # noqa: N803
+    result = await _store(request).latest_result(operationId)
+    if result is None:
+        raise ServiceError(404, f"The operation '{operationId}' has no result.", "operationId")
+    return result
+
+
+@router.post("/{operationId}/result")
+async def add_result(
+    request: Request,
+    operationId: str,  # noqa: N803
+    document: dict[str, Any] = Body(...),
+) -> dict[str, Any]:
+    annotate({c.ATTR_OPERATION_ID: operationId})
+    if document.get("operation_id") != operationId:
+        raise ServiceError(400, "operation_id must be a string equal to the operation in the route.", "operation_id")
+    if await _store(request).get(operationId) is None:
+        raise _not_found(operationId)
+    return await _store(request).add_result(operationId, document)
