@@ -240,7 +240,8 @@ def instrument_app(app: object) -> None:
     FastAPIInstrumentor.instrument_app(
         app,
         exclude_spans=["send", "receive"],
-        excluded_urls="/status,/health",
+        # Only the health routes themselves: a bare "/status" would also drop the status polls.
+        excluded_urls=r"^https?://[^/]+/(status|health)/?(\?.*)?$",
     )
 
 

@@ -1,0 +1,68 @@
+"""``AzureContainerAppsCustomContainer``: FoundationaLLM's Code Session API behind a custom-container pool
+(``/files/upload``, ``/files``, ``/files/delete``, ``/files/download``, ``/code/execute``). Without
+api-version and bearer token it is the ``LocalCustomContainer`` of an endpoint override."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from services.context_api.config import CUSTOM_CONTAINER
+from services.context_api.models import CodeExecutionResult
+from services.context_api.providers.base import (
+    PoolClient,
+    SessionFile,
+    SessionTarget,
+    error_text,
+    log,
+)
+from telemetry import conventions as c
+
+
+class CustomContainerProvider(PoolClient):
+    name = CUSTOM_CONTAINER
+    hop = c.CODE_SESSION_API
+
+    async def delete_files(self, target: SessionTarget) -> None:
+        response = await self.send("POST", target, "/files/delete", "POST /files/delete")
+        if not response.is_success:
+            log.warning("%s could not delete the session files: %s", self.name, response.status_code)
+
+    async def upload_file(self, target: SessionTarget, name: str, content: bytes, content_type: str) -> bool:
+        response = await self.send("POST", target, "/files/upload", "POST /files/upload",
+                                   files={"file": (name, content, content_type)})
+        if not response.is_success:
+            log.warning("%s refused an upload: %s", self.name, response.status_code)
+        return response.is_success
+
+    async def download_file(self, target: SessionTarget, file: SessionFile) -> bytes | None:
+        # Unlike the original, the file's folder is sent too: files in sub-folders can be downloaded.
+        response = await self.send("POST", target, "/files/download", "POST /files/download",
+                                   json={"file_name": file.path.lstrip("/")})
+        return response.content if response.is_success else None
+
+    async def execute(self, target: SessionTarget, code: str, timeout_s: int) -> CodeExecutionResult:
+        response = await self.send("POST", target, "/code/execute", "POST /code/execute", json={"code": code})
+        body = self.json_of(response, "POST /code/execute") if response.content else None
+        detail = body.get("detail") if isinstance(body, dict) else None
+        if not isinstance(detail, dict):
+            if response.is_success:
+                raise self.unexpected(response, "POST /code/execute")
+            # A 4xx without the detail object: the container refused the request itself.
+            return CodeExecutionResult(status="Failed", error_output=error_text(response))
+        return container_result(response.is_success, detail)
+
+
+def container_result(is_success: bool, detail: dict[str, Any]) -> CodeExecutionResult:
+    """Failed when the container says so: a non-2xx (this project's Code Session API answers 422 for a
+    code exception), or the original image's 200 whose ``results`` is ``""`` beside an ``error``."""
+    results = detail.get("results")
+    error = str(detail.get("error") or "")
+    original_exception = isinstance(results, str) and not results and bool(error.strip())
+    failed = not is_success or detail.get("status") == "Failed" or original_exception
+    return CodeExecutionResult(
+        status="Failed" if failed else "Succeeded",
+        execution_result=results if isinstance(results, str) and results else json.dumps(results or {}),
+        standard_output=str(detail.get("output") or ""),
+        error_output=error,
+    )

@@ -1,0 +1,104 @@
+"""The Context API's records in SQLite (``<data dir>/context_api.db``), each keyed by instance and UPN
+as the original partitions its Cosmos container by the user's UPN."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.common.sqlite_store import SqliteStore
+from services.context_api.models import (
+    ContextCodeSessionFileUploadRecord,
+    ContextCodeSessionRecord,
+    ContextFileRecord,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS code_sessions (
+    instance_id TEXT NOT NULL, upn TEXT NOT NULL, id TEXT NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
+    record TEXT NOT NULL, PRIMARY KEY (instance_id, upn, id));
+CREATE TABLE IF NOT EXISTS code_session_uploads (
+    instance_id TEXT NOT NULL, upn TEXT NOT NULL, code_session_id TEXT NOT NULL, id TEXT NOT NULL,
+    record TEXT NOT NULL, PRIMARY KEY (instance_id, upn, code_session_id, id));
+CREATE TABLE IF NOT EXISTS files (
+    instance_id TEXT NOT NULL, upn TEXT NOT NULL, id TEXT NOT NULL, conversation_id TEXT NOT NULL,
+    file_name TEXT NOT NULL, created_at TEXT NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
+    record TEXT NOT NULL, PRIMARY KEY (instance_id, upn, id));
+CREATE INDEX IF NOT EXISTS files_by_name ON files (instance_id, upn, conversation_id, file_name, created_at);
+"""
+
+
+class ContextStore:
+    def __init__(self, path: Path) -> None:
+        self._db = SqliteStore(path, SCHEMA)
+
+    async def upsert_session(self, record: ContextCodeSessionRecord) -> ContextCodeSessionRecord:
+        """Insert, or update a stable (custom-container) session keeping its creation audit fields."""
+
+        def work(db) -> ContextCodeSessionRecord:  # noqa: ANN001
+            row = db.execute(
+                "SELECT record FROM code_sessions WHERE instance_id=? AND upn=? AND id=?",
+                (record.instance_id, record.upn, record.id),
+            ).fetchone()
+            stored = record
+            if row is not None:
+                previous = ContextCodeSessionRecord.model_validate_json(row["record"])
+                stored = record.model_copy(update={"created_at": previous.created_at,
+                                                   "created_by": previous.created_by})
+            db.execute(
+                "INSERT OR REPLACE INTO code_sessions (instance_id, upn, id, deleted, record) VALUES (?,?,?,?,?)",
+                (stored.instance_id, stored.upn, stored.id, int(stored.deleted), stored.model_dump_json()),
+            )
+            return stored
+
+        return await self._db.transaction(work)
+
+    async def session(self, instance_id: str, upn: str, session_id: str) -> ContextCodeSessionRecord | None:
+        row = await self._db.fetchone(
+            "SELECT record FROM code_sessions WHERE instance_id=? AND upn=? AND id=? AND deleted=0",
+            (instance_id, upn, session_id),
+        )
+        return ContextCodeSessionRecord.model_validate_json(row["record"]) if row else None
+
+    async def add_upload(self, record: ContextCodeSessionFileUploadRecord) -> None:
+        await self._db.execute(
+            "INSERT INTO code_session_uploads (instance_id, upn, code_session_id, id, record) VALUES (?,?,?,?,?)",
+            (record.instance_id, record.upn, record.code_session_id, record.id, record.model_dump_json()),
+        )
+
+    async def upload(
+        self, instance_id: str, upn: str, session_id: str, upload_id: str
+    ) -> ContextCodeSessionFileUploadRecord | None:
+        row = await self._db.fetchone(
+            "SELECT record FROM code_session_uploads WHERE instance_id=? AND upn=? AND code_session_id=? AND id=?",
+            (instance_id, upn, session_id, upload_id),
+        )
+        return ContextCodeSessionFileUploadRecord.model_validate_json(row["record"]) if row else None
+
+    async def add_file(self, record: ContextFileRecord) -> None:
+        await self._db.execute(
+            "INSERT INTO files (instance_id, upn, id, conversation_id, file_name, created_at, deleted, record)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            (record.instance_id, record.upn, record.id, record.conversation_id, record.file_name,
+             record.created_at.isoformat(), int(record.deleted), record.model_dump_json()),
+        )
+
+    async def file(self, instance_id: str, upn: str, file_id: str) -> ContextFileRecord | None:
+        row = await self._db.fetchone(
+            "SELECT record FROM files WHERE instance_id=? AND upn=? AND id=? AND deleted=0",
+            (instance_id, upn, file_id),
+        )
+        return ContextFileRecord.model_validate_json(row["record"]) if row else None
+
+    async def conversation_file(
+        self, instance_id: str, upn: str, conversation_id: str, file_name: str
+    ) -> ContextFileRecord | None:
+        """The newest file of the conversation with this name."""
+        row = await self._db.fetchone(
+            "SELECT record FROM files WHERE instance_id=? AND upn=? AND conversation_id=? AND file_name=?"
+            " AND deleted=0 ORDER BY created_at DESC, rowid DESC LIMIT 1",
+            (instance_id, upn, conversation_id, file_name),
+        )
+        return ContextFileRecord.model_validate_json(row["record"]) if row else None
+
+    def close(self) -> None:
+        self._db.close()

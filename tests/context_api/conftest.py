@@ -1,0 +1,194 @@
+"""Fixtures: the Context API in-process (its own start/stop, driven through httpx.ASGITransport), the
+providers as real uvicorn processes on inherited loopback sockets, spans collected in memory."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from services.common.models import UnifiedUserIdentity
+from services.common.settings import DEFAULT_INSTANCE_ID, Settings
+from services.context_api.config import CODE_INTERPRETER, CUSTOM_CONTAINER, ContextApiConfig
+from services.context_api.providers import TokenSource
+
+REPO = Path(__file__).resolve().parents[2]
+KEY = "test-context-api-key"
+INSTANCE = DEFAULT_INSTANCE_ID
+BASE = f"/instances/{INSTANCE}"
+ALICE = UnifiedUserIdentity(name="Alice", user_name="alice@contoso.com", user_id="u-alice", upn="alice@contoso.com")
+BOB = UnifiedUserIdentity(name="Bob", user_name="bob@contoso.com", user_id="u-bob", upn="bob@contoso.com")
+
+
+def headers_for(user: UnifiedUserIdentity = ALICE) -> dict[str, str]:
+    return {"X-API-KEY": KEY, "X-USER-IDENTITY": user.model_dump_json()}
+
+
+def create_body(provider: str = CODE_INTERPRETER, conversation: str = "conv-1", context: str = "Code",
+                **extra: Any) -> dict[str, Any]:
+    return {"agent_name": "code-interpreter", "conversation_id": conversation, "context": context,
+            "endpoint_provider": provider, "language": "Python", **extra}
+
+
+def make_settings(data_dir: Path, token: str = "unused-token") -> Settings:
+    return Settings(data_dir=data_dir, api_keys={"context_api": KEY}, dynamic_sessions_token=token)
+
+
+def make_config(code_interpreter: str, custom_container: str, **overrides: Any) -> ContextApiConfig:
+    endpoints = {CODE_INTERPRETER: {"Python": [code_interpreter], "CSharp": []},
+                 CUSTOM_CONTAINER: {"Python": [custom_container], "CSharp": []}}
+    return ContextApiConfig(endpoints=endpoints, **overrides)
+
+
+def make_app(data_dir: Path, config: ContextApiConfig, token_source: TokenSource | None = None,
+             token: str = "unused-token") -> FastAPI:
+    from services.context_api import create_app
+
+    settings = make_settings(data_dir, token)
+    return create_app(settings, config=config, token_source=token_source or TokenSource(token))
+
+
+@asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """The app's own start/stop, not its lifespan: the lifespan would shut the test process's telemetry down."""
+    context = app.state.context
+    await context.start()
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://context-api", timeout=120) as client:
+            yield client
+    finally:
+        await context.stop()
+
+
+def closed_port_url() -> str:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def span_exporter() -> Iterator[InMemorySpanExporter]:
+    """Spans of the in-process Context API (telemetry is configured once per process, files off)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FLLM_TELEMETRY_FILE", "off")
+        provider = trace.get_tracer_provider()
+        if not isinstance(provider, TracerProvider):
+            from services.common.service import start_telemetry
+
+            start_telemetry("context_api", Settings())
+            provider = trace.get_tracer_provider()
+        assert isinstance(provider, TracerProvider)
+        exporter = InMemorySpanExporter()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        yield exporter
+
+
+def spans_named(exporter: InMemorySpanExporter, name: str) -> list[ReadableSpan]:
+    return [span for span in exporter.get_finished_spans() if span.name == name]
+
+
+@dataclass
+class Provider:
+    package: str
+    url: str
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)  # flushes its spans to traces.jsonl
+            self.process.wait(15)
+
+    def spans(self) -> list[dict[str, Any]]:
+        found = []
+        path = self.data_dir / "traces.jsonl"
+        for line in path.read_text().splitlines() if path.exists() else []:
+            for resource in json.loads(line)["resourceSpans"]:
+                for scope in resource["scopeSpans"]:
+                    found.extend(scope["spans"])
+        return found
+
+    def wait_for_span(self, trace_id: str, name: str, timeout: float = 10.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for span in self.spans():
+                if span["traceId"] == trace_id and span["name"] == name:
+                    return span
+            time.sleep(0.1)
+        raise AssertionError(f"{self.package} wrote no span {name!r} in trace {trace_id}")
+
+
+def start_provider(package: str, data_dir: Path, token: str) -> Provider:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    port = sock.getsockname()[1]
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("FLLM_", "OTEL_"))},
+        "FLLM_FD": str(sock.fileno()),
+        "FLLM_DATA_DIR": str(data_dir),
+        "FLLM_DYNAMIC_SESSIONS_TOKEN": token,
+        "FLLM_CODE_POOL_SIZE": "1",
+        "FLLM_TELEMETRY_FILE": "on",
+        "OTEL_BSP_SCHEDULE_DELAY": "50",
+    }
+    log = (data_dir / "server.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", f"services.{package}"], cwd=REPO, env=env,
+                               pass_fds=[sock.fileno()], stdout=log, stderr=log)
+    sock.close()
+    log.close()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/status", timeout=1).json().get("warm_pool", {}).get("ready", 0) >= 1:
+                return Provider(package, url, data_dir, process)
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.05)
+    process.kill()
+    pytest.fail(f"{package} did not start: {(data_dir / 'server.log').read_text()[-2000:]}")
+
+
+@dataclass
+class Providers:
+    token: str
+    dynamic_sessions: Provider
+    code_session_api: Provider
+
+
+@pytest.fixture(scope="module")
+def providers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Providers]:
+    """The Dynamic Sessions emulator and the Code Session API, each a real uvicorn process."""
+    token = secrets.token_urlsafe(24)
+    emulator = start_provider("dynamic_sessions", tmp_path_factory.mktemp("dynamic-sessions"), token)
+    try:
+        container = start_provider("code_session_api", tmp_path_factory.mktemp("code-session-api"), token)
+    except BaseException:
+        emulator.stop()
+        raise
+    yield Providers(token, emulator, container)
+    emulator.stop()
+    container.stop()
