@@ -17,6 +17,8 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,10 +96,15 @@ class Telemetry:
     logger_provider: LoggerProvider | None = None
     span_exporters: list[SpanExporter] = field(default_factory=list)
 
-    def shutdown(self) -> None:
-        for provider in (self.tracer_provider, self.meter_provider, self.logger_provider):
-            if provider is not None:
-                provider.shutdown()
+    def shutdown(self, timeout_s: float = 3.0) -> None:
+        """Flush and stop, side by side and bounded: a dead collector must not hold up an exit."""
+        providers = [p for p in (self.tracer_provider, self.meter_provider, self.logger_provider) if p is not None]
+        threads = [threading.Thread(target=provider.shutdown, daemon=True) for provider in providers]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + timeout_s
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 _active: Telemetry | None = None
@@ -179,15 +186,18 @@ def configure_telemetry(settings: TelemetrySettings) -> Telemetry:
     if settings.azure_connection_string:
         _configure_azure_monitor(telemetry, resource, span_processors, metric_readers)
     else:
-        provider = TracerProvider(resource=resource)
+        # Shut down by Telemetry.shutdown (bounded), not by atexit hooks that wait out every retry.
+        provider = TracerProvider(resource=resource, shutdown_on_exit=False)
         for processor in span_processors:
             provider.add_span_processor(processor)
         trace.set_tracer_provider(provider)
-        meter_provider = MeterProvider(resource=resource, metric_readers=metric_readers, views=_histogram_views())
+        meter_provider = MeterProvider(
+            resource=resource, metric_readers=metric_readers, views=_histogram_views(), shutdown_on_exit=False
+        )
         metrics.set_meter_provider(meter_provider)
         telemetry.tracer_provider, telemetry.meter_provider = provider, meter_provider
         if log_exporter is not None:
-            logger_provider = LoggerProvider(resource=resource)
+            logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
             logger_provider.add_log_record_processor(BatchLogRecordProcessor(log_exporter))
             set_logger_provider(logger_provider)
             logging.getLogger(APP_LOGGER).addHandler(LoggingHandler(logger_provider=logger_provider))

@@ -1,0 +1,181 @@
+"""Self time, critical path, percentiles and phases on hand-made traces with known timings.
+
+The chain fixture (tests/analysis/builder.py, times in ms from the trace start):
+
+    portal.submit 0-1000
+      portal POST 1-60
+        core POST 5-55
+          gatekeeper POST 8-50 [check_prompt 9-14]
+            orchestration POST 15-48
+              orchestration.build 16-30 [context codeSessions 18-26]
+              state POST operation 31-34
+              langchain POST 35-45 (202)
+                state PUT (InProgress) 36-38
+                langchain.workflow 40-900        outlives its parent
+                  chat 41-100
+                  langchain.tool_call 110-700
+                    context executeCode 112-690
+                      dynamic-sessions POST /executions 115-685
+                        code_session.acquire 116-150
+                        execute_tool code_interpreter 160-680
+                  langchain.write_result 800-880
+                    state POST result 805-830
+                    state PUT (Completed) 835-870
+      portal.wait_for_result 60-995
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from telemetry import conventions as c
+from telemetry.latency import LatencyAnalysis, critical_path, percentile, self_times
+from telemetry.phases import PHASE_NAMES, trace_phases
+from tests.analysis.builder import MS, ORIGIN_NS, TraceBuilder, chain_trace, poll_trace
+
+
+def by_name(builder: TraceBuilder, name: str, service: str | None = None) -> str:
+    return next(s.span_id for s in builder.spans if s.name == name and service in (None, s.service))
+
+
+def test_self_time_subtracts_children_clipped_to_the_parent_window_and_counted_once() -> None:
+    b = chain_trace()
+    selfs = {k: v / MS for k, v in self_times(b.trace()).items()}
+    assert selfs[by_name(b, c.SPAN_PORTAL_SUBMIT)] == 6  # 1000 - [1,60] - [60,995]
+    assert selfs[by_name(b, c.SPAN_LANGCHAIN_WORKFLOW)] == 131  # 860 - 59 - 590 - 80
+    # the 202 span: 10 ms less the PUT (2) and the workflow clipped to [40, 45] (5)
+    assert selfs[by_name(b, f"POST {c.ROUTE_ASYNC_COMPLETIONS}", c.LANGCHAIN_API)] == 3
+    assert selfs[by_name(b, "POST /executions")] == 16  # 570 - 34 - 520
+    assert selfs[by_name(b, c.SPAN_CODE_EXECUTE)] == 520
+
+    overlap = TraceBuilder()
+    parent = overlap.span("svc", "parent", 0, 100)
+    overlap.span("svc", "a", 10, 50, parent)
+    overlap.span("svc", "b", 30, 70, parent)  # overlaps a: the union [10, 70] counts once
+    overlap.span("svc", "c", 90, 130, parent)  # outlives the parent: [90, 100] counts
+    overlap.span("svc", "d", -20, 5, parent)  # started before it: [0, 5] counts
+    assert self_times(overlap.trace())[parent.span_id] == (100 - 60 - 10 - 5) * MS
+
+
+def test_critical_path_walks_back_through_the_last_finishing_children() -> None:
+    b = chain_trace()
+    trace = b.trace()
+    sections = critical_path(trace)
+    names = {s.span_id: (s.service, s.name) for s in trace.spans}
+    got = [(names[s.span_id][1], (s.start_ns - ORIGIN_NS) / MS, (s.end_ns - ORIGIN_NS) / MS) for s in sections]
+    route = f"POST {c.ROUTE_ASYNC_COMPLETIONS}"
+    assert got == [
+        (c.SPAN_PORTAL_SUBMIT, 995, 1000),
+        (c.SPAN_PORTAL_WAIT, 60, 995),
+        ("POST", 55, 60),
+        (route, 50, 55),  # core
+        (route, 48, 50),  # gatekeeper
+        (route, 45, 48),  # orchestration
+        # the background workflow is clipped to the 202's window [40, 45]; its later children drop out
+        ("chat local-deterministic", 41, 45),
+        (c.SPAN_LANGCHAIN_WORKFLOW, 40, 41),
+        (route, 38, 40),  # langchain
+        (f"PUT {c.ROUTE_OPERATION}", 36, 38),
+        (route, 35, 36),
+        (route, 34, 35),  # orchestration
+        (f"POST {c.ROUTE_OPERATION}", 31, 34),
+        (route, 30, 31),
+        (c.SPAN_ORCHESTRATION_BUILD, 26, 30),
+        (f"POST {c.ROUTE_CODE_SESSIONS}", 18, 26),
+        (c.SPAN_ORCHESTRATION_BUILD, 16, 18),
+        (route, 15, 16),
+        (route, 14, 15),  # gatekeeper
+        (c.SPAN_GATEKEEPER_CHECK, 9, 14),
+        (route, 8, 9),
+        (route, 5, 8),  # core
+        ("POST", 1, 5),
+        (c.SPAN_PORTAL_SUBMIT, 0, 1),
+    ]
+    assert sum(s.end_ns - s.start_ns for s in sections) == 1000 * MS
+
+
+def test_critical_path_takes_sequential_children_and_skips_a_child_that_ends_after_the_barrier() -> None:
+    b = TraceBuilder()
+    root = b.span("svc", "root", 0, 100)
+    first = b.span("svc", "first", 10, 40, root)
+    b.span("svc", "overlapping", 35, 45, root)  # ends after "second" starts: not on the path
+    second = b.span("svc", "second", 40, 90, root)
+    sections = [(s.span_id, (s.start_ns - ORIGIN_NS) / MS, (s.end_ns - ORIGIN_NS) / MS)
+                for s in critical_path(b.trace())]
+    assert sections == [(root.span_id, 90, 100), (second.span_id, 40, 90), (first.span_id, 10, 40),
+                        (root.span_id, 0, 10)]
+
+
+def test_percentiles_interpolate_linearly_between_ranks() -> None:
+    values = [100.0 * i for i in range(1, 11)]
+    assert percentile(values, 50) == 550
+    assert percentile(values, 95) == pytest.approx(955)
+    assert percentile(values, 99) == pytest.approx(991)
+    assert percentile([7.0], 99) == 7
+    with pytest.raises(ValueError):
+        percentile([], 50)
+
+
+def test_phases_cut_the_end_to_end_time_at_the_documented_boundaries() -> None:
+    phases = trace_phases(chain_trace().trace())
+    assert phases == {
+        "portal_to_core": 5, "gatekeeper": 7, "core": 3, "orchestration_build": 6, "code_session_create": 8,
+        "orchestration_other": 6, "agent": 75, "queue_wait": 50, "execution": 520, "after_execution": 120,
+        "result_write": 70, "poll_delay": 125, "end_to_end": 995,
+    }
+    assert sum(phases[name] for name in PHASE_NAMES) == phases["end_to_end"]
+
+
+def test_a_bypassed_gatekeeper_is_zero_and_missing_hops_are_absent_not_errors() -> None:
+    bypassed = trace_phases(chain_trace(gatekeeper=False).trace())
+    assert bypassed["gatekeeper"] == 0 and bypassed["core"] == 10
+    assert sum(bypassed[name] for name in PHASE_NAMES) == bypassed["end_to_end"] == 995
+
+    b = chain_trace()
+    b.spans = [s for s in b.spans if s.name not in (c.SPAN_CODE_EXECUTE, c.SPAN_PORTAL_WAIT)]
+    no_code = trace_phases(b.trace())  # the agent ran no code, and the portal did not wait
+    assert no_code["execution"] is None and no_code["queue_wait"] is None and no_code["after_execution"] is None
+    assert no_code["agent"] == 765  # the 202's start to the result write
+    assert no_code["poll_delay"] is None and no_code["end_to_end"] == 1000  # the root's end without the wait
+    assert no_code["result_write"] == 70
+    assert sum(v for k, v in no_code.items() if k != "end_to_end" and v is not None) == 1000 - 125 - 5
+
+    assert trace_phases(poll_trace(chain_trace(), 300).trace()) is None
+
+
+def test_analysis_aggregates_hops_phases_and_critical_shares_over_traces() -> None:
+    operations = [chain_trace(execution_ms=100 * i, exec_error=(i == 3)) for i in range(1, 11)]
+    polls = [poll_trace(operations[0], 200), poll_trace(operations[0], 400)]
+    analysis = LatencyAnalysis().add_all(b.trace() for b in operations + polls)
+    result = analysis.to_dict()
+    assert (result["traces"], result["operations"], result["polls"]) == (12, 10, 2)
+    assert result["spans"] == 10 * 22 + 2 * 3
+    hops = {(h["service"], h["span"]): h for h in result["hops"]}
+    execute = hops[(c.DYNAMIC_SESSIONS, c.SPAN_CODE_EXECUTE)]
+    assert execute == {
+        "service": c.DYNAMIC_SESSIONS, "span": c.SPAN_CODE_EXECUTE, "count": 10, "errors": 1,
+        "p50_ms": 550.0, "p95_ms": 955.0, "p99_ms": 991.0, "self_p50_ms": 550.0, "self_p95_ms": 955.0,
+        "critical_path_share": 0.0,  # hidden behind the portal's wait, as in Jaeger
+    }
+    assert hops[(c.STATE_API, f"PUT {c.ROUTE_OPERATION}")]["count"] == 20
+    assert hops[(c.PORTAL, c.SPAN_PORTAL_POLL)]["count"] == 2
+    # critical shares over the operations only: wait_for_result is 415+i*100 of 480+i*100 ms per trace
+    total = sum(480 + 100 * i for i in range(1, 11))
+    assert hops[(c.PORTAL, c.SPAN_PORTAL_WAIT)]["critical_path_share"] == round(
+        sum(415 + 100 * i for i in range(1, 11)) / total, 4)
+    assert hops[(c.CORE_API, "GET " + c.ROUTE_COMPLETION_STATUS)]["critical_path_share"] == 0.0
+    assert sum(h["critical_path_share"] for h in result["hops"]) == pytest.approx(1, abs=1e-3)
+    # hops come in the order they run
+    order = [h["span"] for h in result["hops"] if h["service"] == c.PORTAL]
+    assert order.index(c.SPAN_PORTAL_SUBMIT) < order.index("POST") < order.index(c.SPAN_PORTAL_WAIT)
+
+    phases = {p["phase"]: p for p in result["phases"]}
+    assert phases["execution"]["count"] == 10
+    assert (phases["execution"]["p50_ms"], phases["execution"]["p95_ms"]) == (550.0, 955.0)
+    assert phases["gatekeeper"]["p99_ms"] == 7.0
+    assert phases["poll_delay"]["mean_ms"] == 125.0
+    assert result["end_to_end"] == {"count": 10, "p50_ms": 1025.0, "p95_ms": 1430.0, "p99_ms": 1466.0,
+                                    "mean_ms": 1025.0}
+    assert phases["execution"]["share"] == round(5500 / 10250, 4)
+    assert analysis.execution_durations() == [100.0 * i for i in range(1, 11)]
+    assert list(analysis.interpreter_ms) == [100.0 * i - 20 for i in range(1, 11)]
