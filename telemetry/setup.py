@@ -17,8 +17,10 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import re
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +37,7 @@ from opentelemetry.sdk.trace import Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from telemetry import conventions as c
+from telemetry.context import hashed
 from telemetry.otlp_json import JsonLinesMetricExporter, JsonLinesSpanExporter
 
 APP_LOGGER = "foundationallm"
@@ -234,12 +237,35 @@ def _configure_azure_monitor(
     telemetry.meter_provider = meter_provider if isinstance(meter_provider, MeterProvider) else None
 
 
+_SESSION_IN_PATH = re.compile(r"(/codeSessions/)([^/?#]+)", re.IGNORECASE)
+_SESSION_IN_QUERY = re.compile(r"([?&]identifier=)([^&#]*)")
+
+
+def redact_session_ids(url: str) -> str:
+    """A URL with its code session identifiers (secrets: they name a live session) replaced by hashes."""
+    url = _SESSION_IN_PATH.sub(lambda m: m.group(1) + hashed(urllib.parse.unquote(m.group(2))), url)
+    return _SESSION_IN_QUERY.sub(lambda m: m.group(1) + hashed(urllib.parse.unquote_plus(m.group(2))), url)
+
+
+def _redact_client_span(span: Span, request: object) -> None:
+    url = str(getattr(request, "url", ""))
+    redacted = redact_session_ids(url)
+    if redacted != url and span.is_recording():
+        span.set_attribute("url.full", redacted)
+
+
+async def _redact_client_span_async(span: Span, request: object) -> None:
+    _redact_client_span(span, request)
+
+
 def _instrument_httpx() -> None:
     # Must run before any AsyncClient exists: the instrumentor swaps the client classes.
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
     if not HTTPXClientInstrumentor().is_instrumented_by_opentelemetry:
-        HTTPXClientInstrumentor().instrument()
+        HTTPXClientInstrumentor().instrument(
+            request_hook=_redact_client_span, async_request_hook=_redact_client_span_async
+        )
 
 
 def instrument_app(app: object) -> None:

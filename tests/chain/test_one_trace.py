@@ -64,7 +64,11 @@ def test_every_hop_carries_the_instance_and_operation_ids(live: LiveChain) -> No
     tool = one(spans, c.SPAN_LANGCHAIN_TOOL_CALL)
     assert tool.attributes[c.ATTR_CODE_SESSION_PROVIDER] == "AzureContainerAppsCodeInterpreter"
     assert len(str(tool.attributes[c.ATTR_CODE_SESSION_ID_HASH])) == 16
-    assert "6 * 7" not in json.dumps([span.attributes for span in spans])  # code is never put on spans
+    attributes = json.dumps([span.attributes for span in spans])
+    assert "6 * 7" not in attributes  # code is never put on spans
+    # Code session ids ("{conversation}-{tool}-{time}") are secrets: hashed in paths, queries and attributes.
+    assert "-code_interpreter-" not in attributes
+    assert "/codeSessions/" in attributes
 
 
 def test_the_embedded_traces_file_holds_the_same_trace(live: LiveChain) -> None:

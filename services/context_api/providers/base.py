@@ -9,12 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from opentelemetry import trace
 
 from services.common.errors import HopError
 from services.context_api.models import CodeExecutionResult
 from services.context_api.providers.tokens import TokenSource
-from telemetry.context import hashed
 
 API_VERSION = "2024-10-02-preview"
 MAX_LISTED_FILES = 1000
@@ -70,20 +68,6 @@ def error_text(response: httpx.Response) -> str:
     return str(body)[:300]
 
 
-def _redacting_trace(url: str) -> Any:
-    """httpcore trace callback: it runs inside the HTTP client span, where the span's ``url.full`` would
-    carry the session identifier (a secret) in its query; replace it by its hash there."""
-    done = False
-
-    async def callback(_: str, __: dict[str, Any]) -> None:
-        nonlocal done
-        if not done:
-            done = True
-            trace.get_current_span().set_attribute("url.full", url)
-
-    return callback
-
-
 class PoolClient:
     """One provider's calls: ``{endpoint}{path}?api-version=...&identifier=...`` with a bearer token."""
 
@@ -112,12 +96,9 @@ class PoolClient:
         except Exception as error:  # noqa: BLE001 - any credential failure is the pool being unusable
             raise self._failed(f"could not get a bearer token for the pool ({type(error).__name__}: {error})",
                                502) from error
-        redacted = {**params, "identifier": hashed(target.session_id)}
-        url = f"{target.endpoint}{path}"
-        trace_hook = _redacting_trace(f"{url}?{urllib.parse.urlencode(redacted)}")
+        url = f"{target.endpoint}{path}"  # telemetry hashes the identifier on the client span's url.full
         try:
-            response = await self.http.request(method, url, params=params, headers=headers,
-                                               extensions={"trace": trace_hook}, **kwargs)
+            response = await self.http.request(method, url, params=params, headers=headers, **kwargs)
         except httpx.TimeoutException as error:
             raise self._failed(f"did not answer {step} in time ({type(error).__name__})", 504) from error
         except httpx.TransportError as error:
