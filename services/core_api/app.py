@@ -22,9 +22,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     clients: dict[str, AsyncCompletionsClient] = {}
 
     async def start() -> None:
-        for hop, package in ((c.GATEKEEPER_API, "gatekeeper_api"), (c.ORCHESTRATION_API, "orchestration_api")):
+        # Outer hops wait longer than the hops behind them (as the original's 2700/2400/1800/60 s), so a
+        # slow inner hop fails as itself, not as the hop that called it.
+        ladder = ((c.GATEKEEPER_API, "gatekeeper_api", 4), (c.ORCHESTRATION_API, "orchestration_api", 3))
+        for hop, package, factor in ladder:
             clients[hop] = AsyncCompletionsClient(hop, settings.urls[package], settings.api_keys[package],
-                                                  settings.hop_timeout_s)
+                                                  settings.hop_timeout_s * factor)
         app.state.core = CoreService(settings.instance_id, load_agents(), contexts, clients, settings.gatekeeper)
 
     async def stop() -> None:

@@ -12,6 +12,8 @@ import time
 import uuid
 from typing import Any
 
+from opentelemetry import metrics
+
 from services.common.agents import Agent
 from services.common.errors import HopError, ServiceError
 from services.common.models import (
@@ -37,6 +39,13 @@ class CoreService:
         self._instance_id = instance_id
         self._agents, self._contexts, self._downstream = agents, contexts, downstream
         self._gatekeeper = gatekeeper
+        meter = metrics.get_meter("fllm-callstack.core_api")
+        self._durations = meter.create_histogram(
+            c.METRIC_OPERATION_DURATION, unit="s", description="From submission to the end Core first saw"
+        )
+        self._operations = meter.create_counter(
+            c.METRIC_OPERATIONS, unit="{operation}", description="Ended operations by status and failed hop"
+        )
 
     def _route(self, agent: Agent) -> str:
         settings = agent.gatekeeper_settings
@@ -112,6 +121,12 @@ class CoreService:
 
     async def _answer(self, ctx: OperationContext, operation: dict[str, Any]) -> dict[str, Any]:
         answer = self._shape(ctx, operation)
-        if OperationStatus(answer["status"]).is_terminal:
-            await self._contexts.finish(ctx.id, answer)
+        if OperationStatus(answer["status"]).is_terminal and await self._contexts.finish(ctx.id, answer):
+            self._measure(ctx, answer)
         return answer
+
+    def _measure(self, ctx: OperationContext, answer: dict[str, Any]) -> None:
+        """Once per operation, when Core first sees its end: the chain's end-to-end outcome."""
+        attributes = {c.METRIC_ATTR_AGENT: ctx.agent_name, c.METRIC_ATTR_STATUS: answer["status"]}
+        self._durations.record(max(0.0, time.time() - ctx.start_time), attributes)
+        self._operations.add(1, {**attributes, c.METRIC_ATTR_FAILED_HOP: answer.get("failed_hop") or "none"})

@@ -65,9 +65,15 @@ class OperationContexts:
         row = await self._db.fetchone("SELECT * FROM operation_contexts WHERE id = ?", (operation_id,))
         return _context(row) if row is not None else None
 
-    async def finish(self, operation_id: str, final: dict[str, Any]) -> None:
-        await self._db.execute("UPDATE operation_contexts SET final = ? WHERE id = ? AND final IS NULL",
-                               (json.dumps(final), operation_id))
+    async def finish(self, operation_id: str, final: dict[str, Any]) -> bool:
+        """Keep the operation's end; False when it had already been kept."""
+
+        def work(db: sqlite3.Connection) -> bool:
+            cursor = db.execute("UPDATE operation_contexts SET final = ? WHERE id = ? AND final IS NULL",
+                                (json.dumps(final), operation_id))
+            return cursor.rowcount == 1
+
+        return await self._db.transaction(work)
 
 
 def _context(row: sqlite3.Row) -> OperationContext:

@@ -11,6 +11,10 @@ Used by the portal web app, the CLI and the benchmarks. Its spans (telemetry/con
 
 Waiting long-polls (``?wait=<s>``: Core answers when the operation ends, or after that many seconds);
 against a server that answers at once, it sleeps an adaptive interval between polls instead.
+
+    async with PortalClient(core_url, instance_id, jaeger_url=jaeger) as client:
+        result = await client.ask("print(6 * 7)", agent_name="code-interpreter")
+        print(result.status, result.answer, result.jaeger_link)
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from opentelemetry import baggage, context, trace
@@ -307,7 +312,7 @@ class PortalClient:
             params = {"wait": str(int(wait_s))} if wait_s >= 1 else None
             body = await self._call(
                 "GET",
-                f"{self.operations_url}/{operation_id}/status",
+                f"{self.operations_url}/{quote(operation_id, safe='')}/status",
                 trace.set_span_in_context(span, base),
                 params=params,
                 timeout=self.request_timeout_s + max(wait_s, 0),

@@ -117,3 +117,11 @@ def test_a_prompt_without_code_is_answered_without_a_code_execution(live: LiveCh
     assert answer["status"] == "Completed" and "no Python code" in answer["answer"]
     spans = live.spans(answer["trace_id"], {c.PORTAL, c.CORE_API, c.LANGCHAIN_API})
     assert not named(spans, c.SPAN_CODE_EXECUTE)
+
+
+def test_the_services_own_metrics_reach_the_collector(live: LiveChain) -> None:
+    answer = live.ask()
+    assert answer["status"] == "Completed"
+    expected = {c.METRIC_OPERATIONS, c.METRIC_OPERATION_DURATION, c.METRIC_CODE_EXECUTION_DURATION,
+                c.METRIC_CODE_SESSION_ACQUIRE}
+    assert live.receiver.wait_for(lambda: expected <= live.receiver.metric_names, 10.0), live.receiver.metric_names
