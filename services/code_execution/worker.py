@@ -170,8 +170,9 @@ def _apply_limits(limits: dict[str, int]) -> None:
     }
     for name, value in limits.items():
         if name in names and value >= 0:
-            # CPU: SIGXCPU at the soft limit (reported), SIGKILL a second later if code ignores it.
-            hard = value + 1 if name == "cpu_seconds" else value
+            # CPU: SIGXCPU at the soft limit (reported), SIGKILL later if code ignores it. The gap is wide
+            # because a loaded machine checks CPU time coarsely and may find both limits passed at once.
+            hard = value + 5 if name == "cpu_seconds" else value
             with contextlib.suppress(ValueError, OSError):
                 resource.setrlimit(names[name], (value, hard))
 
