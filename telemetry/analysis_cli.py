@@ -45,6 +45,16 @@ def _trace_id(text: str) -> str:
     return trace_id
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
+    return value
+
+
 def default_source(data_dir: str | None) -> str:
     return str(Path(data_dir or os.environ.get("FLLM_DATA_DIR") or ".callstack") / "traces.jsonl")
 
@@ -52,10 +62,11 @@ def default_source(data_dir: str | None) -> str:
 def _add_source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", metavar="FILE|URL",
                         help="trace file (OTLP/JSON lines or document, Jaeger JSON) or Jaeger query URL "
-                             "(e.g. http://127.0.0.1:16686); default <data dir>/traces.jsonl")
+                             "(e.g. http://127.0.0.1:16686, searched over the last hour unless --since); "
+                             "default <data dir>/traces.jsonl")
     parser.add_argument("--data-dir", help="data directory (default $FLLM_DATA_DIR or .callstack)")
     parser.add_argument("--service", default="portal", help="service to search by at a Jaeger URL (default portal)")
-    parser.add_argument("--limit", type=int, default=1000, help="most traces to fetch from a Jaeger URL")
+    parser.add_argument("--limit", type=_positive, default=1000, help="most traces to fetch from a Jaeger URL")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -63,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     trace.add_argument("trace_id", type=_trace_id, metavar="TRACE_ID")
     _add_source_options(trace)
     trace.add_argument("--export-jaeger", metavar="OUT.json", help="also write the trace as Jaeger JSON (UI upload)")
-    trace.add_argument("--width", type=int, default=32, help="timeline width in characters")
+    trace.add_argument("--width", type=_positive, default=32, help="timeline width in characters")
     trace.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                        help="wait up to this long for the trace's spans to arrive")
     trace.set_defaults(func=run_trace)

@@ -72,7 +72,7 @@ class FileSource:
     def _lines(self, must_contain: str = "") -> Iterator[tuple[int, dict[str, Any]]]:
         """(line number, OTLP document) of each complete span line, or raise for a whole-document file."""
         try:
-            handle = self.path.open(encoding="utf-8")
+            handle = self.path.open(encoding="utf-8", errors="replace")  # binary junk fails as "not JSON"
         except FileNotFoundError:
             raise TraceSourceError(f"no trace file at {self.path}") from None
         except OSError as error:
@@ -159,11 +159,14 @@ class JaegerSource:
         self.service = service
         self.limit = limit
         self.timeout_s = timeout_s
+        self._client: httpx.Client | None = None
 
     def _get(self, path: str, params: dict[str, str] | None = None) -> tuple[int, Any]:
         url = self.base_url + path
+        if self._client is None:  # one client (and TLS context) for every request of this source
+            self._client = httpx.Client(timeout=self.timeout_s)
         try:
-            response = httpx.get(url, params=params, timeout=self.timeout_s)
+            response = self._client.get(url, params=params)
         except httpx.HTTPError as error:
             raise TraceSourceError(f"cannot reach Jaeger at {self.base_url}: {error}") from None
         try:

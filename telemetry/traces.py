@@ -167,7 +167,12 @@ def any_value(value: dict[str, Any]) -> Any:
 
 
 def attributes_of(key_values: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    return {kv["key"]: any_value(kv.get("value") or {}) for kv in key_values}
+    decoded = {}
+    for kv in key_values:
+        value = kv.get("value") or {}
+        text = value.get("stringValue")  # most attributes: skip the general decoder
+        decoded[kv["key"]] = text if text is not None else any_value(value)
+    return decoded
 
 
 def _kind(value: Any) -> str:
@@ -293,36 +298,37 @@ class TraceAssembler:
     """Groups spans by trace id and hands out traces once no more of their spans can be expected.
 
     Exporters append spans when they end, so a file is in end-time order up to the export delay.
-    The stream's clock is the latest span end seen; a trace is complete when that clock has passed
-    the trace's own latest end by ``settle_ns`` (default 5 min, longer than any background work of
-    the chain). ``settle_ns=None`` keeps everything until :meth:`flush`. A span id seen twice keeps
-    its last copy, so overlapping sources do not double-count.
+    The stream's clock is the latest span end seen; a trace is complete when that clock has moved
+    ``settle_ns`` (default 5 min, longer than any background work of the chain) past the clock's
+    value when the trace's latest span arrived. Measuring from arrival, not from the span's own
+    end, keeps older traces that turn up late (concatenated or rotated files) whole: the clock
+    must still move on after them. ``settle_ns=None`` keeps everything until :meth:`flush`. A span
+    id seen twice keeps its last copy, so overlapping sources do not double-count.
     """
 
     def __init__(self, settle_ns: int | None = DEFAULT_SETTLE_NS) -> None:
         self.settle_ns = settle_ns
         self._open: dict[str, dict[str, Span]] = {}
-        self._last_end: dict[str, int] = {}
+        self._arrived: dict[str, int] = {}  # the clock when each trace's latest span arrived
         self._deadlines: list[tuple[int, str]] = []
         self._clock = 0
 
     def add(self, span: Span) -> None:
+        if span.end_ns > self._clock:
+            self._clock = span.end_ns
         spans = self._open.get(span.trace_id)
         if spans is None:
             spans = self._open[span.trace_id] = {}
             if self.settle_ns is not None:
-                heapq.heappush(self._deadlines, (span.end_ns + self.settle_ns, span.trace_id))
+                heapq.heappush(self._deadlines, (self._clock + self.settle_ns, span.trace_id))
         spans[span.span_id] = span
-        if span.end_ns > self._last_end.get(span.trace_id, 0):
-            self._last_end[span.trace_id] = span.end_ns
-        if span.end_ns > self._clock:
-            self._clock = span.end_ns
+        self._arrived[span.trace_id] = self._clock
 
     def ready(self) -> Iterator[Trace]:
         """Traces whose settle time has passed on the stream's clock."""
         while self._deadlines and self._deadlines[0][0] <= self._clock:
             _, trace_id = heapq.heappop(self._deadlines)
-            deadline = self._last_end[trace_id] + (self.settle_ns or 0)
+            deadline = self._arrived[trace_id] + (self.settle_ns or 0)
             if deadline > self._clock:  # more spans arrived since: wait longer
                 heapq.heappush(self._deadlines, (deadline, trace_id))
                 continue
@@ -334,7 +340,7 @@ class TraceAssembler:
         self._deadlines.clear()
 
     def _close(self, trace_id: str) -> Trace:
-        del self._last_end[trace_id]
+        del self._arrived[trace_id]
         return Trace(trace_id, self._open.pop(trace_id).values())
 
     @property

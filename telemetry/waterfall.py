@@ -4,7 +4,7 @@ The waterfall has one row per span, indented under its parent.
 Columns: start offset from the trace's first span, duration, self time, the time the span spends
 on the critical path, a timeline bar (``█`` where the span is on the critical path, ``░`` elsewhere),
 then service and span name. Critical-path spans are marked ``*``; failed spans ``✗`` with their
-status message.
+status message; span links to other traces (a status poll's link to its operation) are named.
 """
 
 from __future__ import annotations
@@ -69,6 +69,8 @@ def render(trace: Trace, out: TextIO, *, width: int = 32, color: bool = False) -
             name += f"  (parent {span.parent_id} not in the trace)"
         if span.error:
             name += f"  ✗ {span.status_message}".rstrip()
+        for link in span.links:
+            name += f"  → linked trace {link.trace_id}" if link.trace_id != trace.trace_id else ""
         line = (f"{_ms(span.start_ns - origin):>12} {_ms(span.duration_ns):>12} {_ms(selfs[span.span_id]):>11} "
                 f"{_ms(critical_ns) if critical_ns else '':>11}  {_bar(span, on_path, origin, step, width)}  {name}")
         if color and (span.error or critical_ns):

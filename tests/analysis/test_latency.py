@@ -64,17 +64,35 @@ def test_critical_path_walks_back_through_the_last_finishing_children() -> None:
     names = {s.span_id: (s.service, s.name) for s in trace.spans}
     got = [(names[s.span_id][1], (s.start_ns - ORIGIN_NS) / MS, (s.end_ns - ORIGIN_NS) / MS) for s in sections]
     route = f"POST {c.ROUTE_ASYNC_COMPLETIONS}"
+    execute_code = f"POST {c.ROUTE_EXECUTE_CODE}"
     assert got == [
         (c.SPAN_PORTAL_SUBMIT, 995, 1000),
-        (c.SPAN_PORTAL_WAIT, 60, 995),
+        # The client waits for the background workflow: it is moved under the wait, not clipped away.
+        (c.SPAN_PORTAL_WAIT, 900, 995),
+        (c.SPAN_LANGCHAIN_WORKFLOW, 880, 900),
+        (c.SPAN_LANGCHAIN_WRITE_RESULT, 870, 880),
+        (f"PUT {c.ROUTE_OPERATION}", 835, 870),
+        (c.SPAN_LANGCHAIN_WRITE_RESULT, 830, 835),
+        (f"POST {c.ROUTE_OPERATION_RESULT}", 805, 830),
+        (c.SPAN_LANGCHAIN_WRITE_RESULT, 800, 805),
+        (c.SPAN_LANGCHAIN_WORKFLOW, 700, 800),
+        (c.SPAN_LANGCHAIN_TOOL_CALL, 690, 700),
+        (execute_code, 685, 690),
+        ("POST /executions", 680, 685),
+        (c.SPAN_CODE_EXECUTE, 160, 680),
+        ("POST /executions", 150, 160),
+        (c.SPAN_CODE_SESSION_ACQUIRE, 116, 150),
+        ("POST /executions", 115, 116),
+        (execute_code, 112, 115),
+        (c.SPAN_LANGCHAIN_TOOL_CALL, 110, 112),
+        (c.SPAN_LANGCHAIN_WORKFLOW, 100, 110),
+        # Before the wait began (the 202 still on its way back), the path is the submission's.
+        ("chat local-deterministic", 60, 100),
         ("POST", 55, 60),
         (route, 50, 55),  # core
         (route, 48, 50),  # gatekeeper
         (route, 45, 48),  # orchestration
-        # the background workflow is clipped to the 202's window [40, 45]; its later children drop out
-        ("chat local-deterministic", 41, 45),
-        (c.SPAN_LANGCHAIN_WORKFLOW, 40, 41),
-        (route, 38, 40),  # langchain
+        (route, 38, 45),  # langchain
         (f"PUT {c.ROUTE_OPERATION}", 36, 38),
         (route, 35, 36),
         (route, 34, 35),  # orchestration
@@ -151,18 +169,19 @@ def test_analysis_aggregates_hops_phases_and_critical_shares_over_traces() -> No
     assert (result["traces"], result["operations"], result["polls"]) == (12, 10, 2)
     assert result["spans"] == 10 * 22 + 2 * 3
     hops = {(h["service"], h["span"]): h for h in result["hops"]}
+    # Critical paths cover each operation's root: 480 + i*100 ms.
+    total = sum(480 + 100 * i for i in range(1, 11))
     execute = hops[(c.DYNAMIC_SESSIONS, c.SPAN_CODE_EXECUTE)]
     assert execute == {
         "service": c.DYNAMIC_SESSIONS, "span": c.SPAN_CODE_EXECUTE, "count": 10, "errors": 1,
         "p50_ms": 550.0, "p95_ms": 955.0, "p99_ms": 991.0, "self_p50_ms": 550.0, "self_p95_ms": 955.0,
-        "critical_path_share": 0.0,  # hidden behind the portal's wait, as in Jaeger
+        # The client waits for the background workflow, so every execution is wholly on the path.
+        "critical_path_share": round(sum(100 * i for i in range(1, 11)) / total, 4),
     }
     assert hops[(c.STATE_API, f"PUT {c.ROUTE_OPERATION}")]["count"] == 20
     assert hops[(c.PORTAL, c.SPAN_PORTAL_POLL)]["count"] == 2
-    # critical shares over the operations only: wait_for_result is 415+i*100 of 480+i*100 ms per trace
-    total = sum(480 + 100 * i for i in range(1, 11))
-    assert hops[(c.PORTAL, c.SPAN_PORTAL_WAIT)]["critical_path_share"] == round(
-        sum(415 + 100 * i for i in range(1, 11)) / total, 4)
+    # Shares over the operations only: the wait's own part is the 95 ms after the workflow ended.
+    assert hops[(c.PORTAL, c.SPAN_PORTAL_WAIT)]["critical_path_share"] == round(10 * 95 / total, 4)
     assert hops[(c.CORE_API, "GET " + c.ROUTE_COMPLETION_STATUS)]["critical_path_share"] == 0.0
     assert sum(h["critical_path_share"] for h in result["hops"]) == pytest.approx(1, abs=1e-3)
     # hops come in the order they run

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import socket
@@ -129,3 +130,49 @@ def test_the_recorded_run_of_the_whole_chain() -> None:
             present = [phases_of[name] for name in PHASE_NAMES if phases_of[name] is not None]
             assert sum(present) == pytest.approx(phases_of["end_to_end"], abs=1e-6)
             assert all(value >= 0 for value in present), phases_of
+
+
+def _raw_spans(path: Path) -> dict[str, list[dict[str, object]]]:
+    """The file's spans by trace id, read with nothing but json: a cross-check of the reader."""
+    by_trace: dict[str, list[dict[str, object]]] = {}
+    for line in path.read_text().splitlines():
+        for resource in json.loads(line).get("resourceSpans", ()):
+            for scope in resource["scopeSpans"]:
+                for span in scope["spans"]:
+                    by_trace.setdefault(span["traceId"], []).append(span)
+    return by_trace
+
+
+def test_the_recorded_run_matches_its_raw_spans() -> None:
+    if not CHAIN_RUN.exists():
+        pytest.skip(f"{CHAIN_RUN.relative_to(REPO)} is not recorded yet (the lead adds it from a real chain run)")
+    raw = _raw_spans(CHAIN_RUN)
+    traces = {t.trace_id: t for t in FileSource(CHAIN_RUN).traces()}
+    assert {tid: len(spans) for tid, spans in raw.items()} == {tid: len(t.spans) for tid, t in traces.items()}
+    checked = 0
+    for trace_id, spans in raw.items():
+        named = {}
+        for span in spans:
+            named.setdefault(span["name"], []).append(span)
+        if c.SPAN_PORTAL_SUBMIT not in named:
+            continue
+        (root,), (wait,) = named[c.SPAN_PORTAL_SUBMIT], named[c.SPAN_PORTAL_WAIT]
+        phases_of = trace_phases(traces[trace_id])
+        assert phases_of["end_to_end"] == (int(wait["endTimeUnixNano"]) - int(root["startTimeUnixNano"])) / 1e6
+        executions = named.get(c.SPAN_CODE_EXECUTE, [])
+        if len(executions) == 1:
+            (run,) = executions
+            assert phases_of["execution"] == (int(run["endTimeUnixNano"]) - int(run["startTimeUnixNano"])) / 1e6
+            checked += 1
+        sections = critical_path(traces[trace_id])
+        on_path = {s.span_id for s in sections}
+        (workflow,) = named[c.SPAN_LANGCHAIN_WORKFLOW]
+        # The client waits for the background workflow: it is on the path, inside the wait, not clipped away.
+        assert workflow["spanId"] in on_path
+        wait_on_path = sum(s.end_ns - s.start_ns for s in sections if s.span_id == wait["spanId"])
+        assert wait_on_path == int(wait["endTimeUnixNano"]) - int(wait["startTimeUnixNano"]) - sum(
+            s.end_ns - s.start_ns for s in sections if s.span_id in {workflow["spanId"], *(
+                d.span_id for d in traces[trace_id].descendants(traces[trace_id].by_id[workflow["spanId"]]))})
+        for run in executions:
+            assert run["spanId"] in on_path
+    assert checked >= 1

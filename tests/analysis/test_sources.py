@@ -61,6 +61,16 @@ def test_the_stream_hands_out_traces_once_they_settle_and_never_splits_one() -> 
     assert [t.trace_id for t in assembler.flush()] == [later.trace_id]
 
 
+def test_older_traces_after_newer_ones_stay_whole(tmp_path: Path) -> None:
+    """Two files concatenated, the later one first: the clock is already far ahead of the older traces."""
+    old = [chain_trace(origin_ns=ORIGIN_NS + i * MINUTE_NS) for i in range(3)]
+    new = [chain_trace(origin_ns=ORIGIN_NS + (60 + i) * MINUTE_NS) for i in range(3)]
+    path = write_jsonl(tmp_path / "new.jsonl", [s for b in new for s in b.spans], batch=2)
+    write_jsonl(path, [s for b in old for s in b.spans], batch=2)
+    counts = {t.trace_id: len(t.spans) for t in FileSource(path).traces()}
+    assert counts == {b.trace_id: 22 for b in old + new}
+
+
 def test_collector_file_exporter_lines_with_metrics_and_an_unfinished_last_line(tmp_path: Path) -> None:
     """The collector's pdata JSON: schemaUrl, scope versions, flags, empty status, traceState; other signals."""
     span = {
@@ -221,9 +231,14 @@ def test_bad_files_give_clear_errors(tmp_path: Path, content: str, message: str 
         list(FileSource(path).traces())
 
 
-def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+def test_missing_binary_and_directory_sources_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(TraceSourceError, match="no trace file at"):
         list(FileSource(tmp_path / "nope.jsonl").traces())
+    (tmp_path / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00")
+    with pytest.raises(TraceSourceError, match="neither OTLP/JSON lines nor a JSON document"):
+        list(FileSource(tmp_path / "image.png").traces())
+    with pytest.raises(TraceSourceError, match="cannot read"):
+        list(FileSource(tmp_path).traces())
 
 
 def test_orphans_become_roots_and_the_true_root_is_the_main_one() -> None:
