@@ -107,13 +107,17 @@ class AzureOpenAIModel:
         if response.status_code != 200:
             raise HopError("azure-openai", f"answered {response.status_code}: {response.text[:200]}",
                            response.status_code)
-        choice = response.json()["choices"][0]["message"]
-        usage = response.json().get("usage", {})
-        calls = [
-            ToolCall(id=call["id"], name=call["function"]["name"],
-                     arguments=json.loads(call["function"].get("arguments") or "{}"))
-            for call in choice.get("tool_calls") or []
-        ]
+        try:
+            body = response.json()
+            choice = body["choices"][0]["message"]
+            usage = body.get("usage") or {}
+            calls = [
+                ToolCall(id=call["id"], name=call["function"]["name"],
+                         arguments=json.loads(call["function"].get("arguments") or "{}"))
+                for call in choice.get("tool_calls") or []
+            ]
+        except (ValueError, KeyError, IndexError, TypeError) as error:
+            raise HopError("azure-openai", f"answered a malformed chat completion ({type(error).__name__})") from error
         return ModelTurn(text=choice.get("content") or "", tool_calls=calls,
                          prompt_tokens=usage.get("prompt_tokens", 0),
                          completion_tokens=usage.get("completion_tokens", 0))
