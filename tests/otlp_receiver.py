@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import gzip
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -17,6 +15,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+
+from tests.loopback_http import LoopbackServer, Reply, Request
 
 
 @dataclass(frozen=True)
@@ -50,42 +50,24 @@ class OtlpReceiver:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> OtlpReceiver:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    body = gzip.decompress(body)
-                if self.path == "/v1/traces":
-                    receiver._traces(ExportTraceServiceRequest.FromString(body))
-                    reply = ExportTraceServiceResponse().SerializeToString()
-                elif self.path == "/v1/metrics":
-                    receiver._metrics(ExportMetricsServiceRequest.FromString(body))
-                    reply = ExportMetricsServiceResponse().SerializeToString()
-                else:
-                    reply = b""
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-            def log_message(self, *_: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._server = LoopbackServer(self._receive)
         return self
+
+    def _receive(self, request: Request) -> Reply:
+        if request.path == "/v1/traces":
+            self._traces(ExportTraceServiceRequest.FromString(request.body))
+            return Reply(body=ExportTraceServiceResponse().SerializeToString(), content_type="application/x-protobuf")
+        if request.path == "/v1/metrics":
+            self._metrics(ExportMetricsServiceRequest.FromString(request.body))
+            return Reply(body=ExportMetricsServiceResponse().SerializeToString(), content_type="application/x-protobuf")
+        return Reply(content_type="application/x-protobuf")
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._server.url
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
     def _traces(self, request: ExportTraceServiceRequest) -> None:
         received = []

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import pytest
@@ -15,6 +13,7 @@ import pytest
 from services.common.errors import HopError
 from services.langchain_api.chat_models import AZURE_OPENAI_SCOPE, AzureOpenAIModel
 from services.langchain_api.code_interpreter import CodeInterpreterTool
+from tests.loopback_http import LoopbackServer, Reply, Request
 
 TOOL_CALL = {"choices": [{"message": {"role": "assistant", "content": None, "tool_calls": [
     {"id": "call_1", "type": "function",
@@ -30,32 +29,20 @@ class Deployment:
     def __init__(self) -> None:
         self.requests: list[dict] = []
         self.replies: list[tuple[int, bytes]] = []
-        deployment = self
+        self.server = LoopbackServer(self._complete)
+        self.endpoint = self.server.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                deployment.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-                status, reply = deployment.replies.pop(0)
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-            def log_message(self, *_: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+    def _complete(self, request: Request) -> Reply:
+        self.requests.append({"path": request.path, "headers": request.headers, "body": json.loads(request.body)})
+        status, body = self.replies.pop(0)
+        return Reply(status, body)
 
 
 @pytest.fixture()
 def deployment() -> Iterator[Deployment]:
     stand_in = Deployment()
     yield stand_in
-    stand_in.server.shutdown()
+    stand_in.server.stop()
 
 
 class FakeCredential:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import gzip
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -14,6 +11,7 @@ import pytest
 
 from services.launcher import Chain
 from telemetry import conventions as c
+from tests.loopback_http import LoopbackServer, Reply, Request
 from tests.otlp_receiver import OtlpReceiver
 
 INSTANCE = "00000000-0000-0000-0000-000000000001"
@@ -25,33 +23,18 @@ class IngestionStandIn:
     def __init__(self) -> None:
         self.envelopes: list[dict] = []
         self.paths: list[str] = []
-        stand_in = self
+        self.server = LoopbackServer(self._track)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    body = gzip.decompress(body)
-                items = json.loads(body) if body.strip().startswith(b"[") else [
-                    json.loads(line) for line in body.splitlines() if line.strip()]
-                stand_in.paths.append(self.path)
-                stand_in.envelopes.extend(items)
-                reply = json.dumps({"itemsReceived": len(items), "itemsAccepted": len(items), "errors": []}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-            def log_message(self, *_: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _track(self, request: Request) -> Reply:
+        body = request.body.strip()
+        items = json.loads(body) if body.startswith(b"[") else [json.loads(line) for line in body.splitlines()]
+        self.paths.append(request.path)
+        self.envelopes.extend(items)
+        return Reply(body=json.dumps({"itemsReceived": len(items), "itemsAccepted": len(items), "errors": []}).encode())
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/"
+        return self.server.url + "/"
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +53,7 @@ def state_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Chain,
     chain.start()
     yield chain, ingestion, receiver
     chain.stop()
-    ingestion.server.shutdown()
+    ingestion.server.stop()
     receiver.stop()
 
 
