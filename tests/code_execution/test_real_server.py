@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import secrets
 import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +16,7 @@ import pytest
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 
 from telemetry import conventions as c
+from tests.real_service import start_code_service
 
 REPO = Path(__file__).resolve().parents[2]
 API = "2024-10-02-preview"
@@ -36,42 +33,13 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    data_dir = tmp_path_factory.mktemp("real")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    port = sock.getsockname()[1]
-    token = secrets.token_urlsafe(24)
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("FLLM_", "OTEL_"))},
-        "FLLM_FD": str(sock.fileno()),
-        "FLLM_DATA_DIR": str(data_dir),
-        "FLLM_DYNAMIC_SESSIONS_TOKEN": token,
-        "FLLM_CODE_POOL_SIZE": "1",
-        "FLLM_TELEMETRY_FILE": "on",
-        "OTEL_BSP_SCHEDULE_DELAY": "50",
-    }
-    log = (data_dir / "server.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "services.dynamic_sessions"], cwd=REPO, env=env,
-                               pass_fds=[sock.fileno()], stdout=log, stderr=log)
-    sock.close()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/status", timeout=1).json().get("warm_pool", {}).get("ready") == 1:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    else:
-        process.kill()
-        pytest.fail(f"the emulator did not start: {(data_dir / 'server.log').read_text()[-2000:]}")
-    yield Server(url, port, token, data_dir, process)
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        process.wait(15)
-    log.close()
+    data_dir, token = tmp_path_factory.mktemp("real"), secrets.token_urlsafe(24)
+    chain = start_code_service("dynamic_sessions", data_dir, token)
+    url = chain.url("dynamic_sessions")
+    process = chain.services["dynamic_sessions"].process
+    assert process is not None
+    yield Server(url, int(url.rsplit(":", 1)[1]), token, data_dir, process)
+    chain.stop()
 
 
 def test_executes_over_http_and_continues_the_callers_trace(server: Server) -> None:

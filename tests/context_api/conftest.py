@@ -4,12 +4,10 @@ providers as real uvicorn processes on inherited loopback sockets, spans collect
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -29,6 +27,7 @@ from services.common.models import UnifiedUserIdentity
 from services.common.settings import DEFAULT_INSTANCE_ID, Settings
 from services.context_api.config import CODE_INTERPRETER, CUSTOM_CONTAINER, ContextApiConfig
 from services.context_api.providers import TokenSource
+from tests.real_service import start_code_service
 
 REPO = Path(__file__).resolve().parents[2]
 KEY = "test-context-api-key"
@@ -140,36 +139,10 @@ class Provider:
 
 
 def start_provider(package: str, data_dir: Path, token: str) -> Provider:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    port = sock.getsockname()[1]
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("FLLM_", "OTEL_"))},
-        "FLLM_FD": str(sock.fileno()),
-        "FLLM_DATA_DIR": str(data_dir),
-        "FLLM_DYNAMIC_SESSIONS_TOKEN": token,
-        "FLLM_CODE_POOL_SIZE": "1",
-        "FLLM_TELEMETRY_FILE": "on",
-        "OTEL_BSP_SCHEDULE_DELAY": "50",
-    }
-    log = (data_dir / "server.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", f"services.{package}"], cwd=REPO, env=env,
-                               pass_fds=[sock.fileno()], stdout=log, stderr=log)
-    sock.close()
-    log.close()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/status", timeout=1).json().get("warm_pool", {}).get("ready", 0) >= 1:
-                return Provider(package, url, data_dir, process)
-        except (httpx.HTTPError, ValueError):
-            pass
-        time.sleep(0.05)
-    process.kill()
-    pytest.fail(f"{package} did not start: {(data_dir / 'server.log').read_text()[-2000:]}")
+    chain = start_code_service(package, data_dir, token)
+    process = chain.services[package].process
+    assert process is not None
+    return Provider(package, chain.url(package), data_dir, process)
 
 
 @dataclass

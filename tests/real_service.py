@@ -1,0 +1,31 @@
+"""One service of the chain as a real process on a loopback port, for the tests of a single hop."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+
+from services.launcher import Chain
+
+
+def start_code_service(package: str, data_dir: Path, token: str, **env: str) -> Chain:
+    """``dynamic_sessions`` or ``code_session_api``, with one warm interpreter ready before it returns."""
+    chain = Chain(data_dir, ephemeral_ports=True, packages=(package,), env={
+        "FLLM_DYNAMIC_SESSIONS_TOKEN": token,
+        "FLLM_CODE_POOL_SIZE": "1",
+        "FLLM_TELEMETRY_FILE": "on",
+        "OTEL_BSP_SCHEDULE_DELAY": "50",
+        **env,
+    }).start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{chain.url(package)}/status", timeout=1).json().get("warm_pool", {}).get("ready", 0) >= 1:
+                return chain
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.05)
+    chain.stop()
+    raise RuntimeError(f"{package}'s warm pool was not ready in 30 s:\n{chain.log_tail(package)}")
