@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import StreamingResponse
 from opentelemetry import trace
 from python_multipart.exceptions import ParseError
@@ -15,6 +15,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from services.code_execution.config import ExecutorConfig
 from services.code_execution.executor import Executor
 from services.code_execution.files import (
     FileEntry,
@@ -24,6 +25,7 @@ from services.code_execution.files import (
     Upload,
     split_file,
 )
+from services.common.service import create_service
 from services.common.settings import Settings
 from telemetry import conventions as c
 from telemetry.context import hashed
@@ -176,3 +178,25 @@ def install_status(app: FastAPI, title: str, settings: Settings, executor: Execu
 
 def _is_status(route: BaseRoute) -> bool:
     return getattr(route, "path", None) == "/status"
+
+
+def create_code_service(
+    package: str,
+    title: str,
+    provider: str,
+    executor_config: ExecutorConfig,
+    settings: Settings,
+    routers: list[APIRouter],
+    install_errors: Callable[[FastAPI], None],
+) -> FastAPI:
+    """A service that runs code: the executor started and stopped with the app, /status with its pool,
+    identifiers redacted on server spans; the face brings its routes and its error shape."""
+    executor = Executor(executor_config, provider)
+    app = create_service(package, settings, title=title, on_startup=[executor.start], on_shutdown=[executor.stop])
+    app.state.executor = executor
+    install_errors(app)
+    install_status(app, title, settings, executor)
+    app.add_middleware(RedactIdentifierMiddleware)
+    for router in routers:
+        app.include_router(router)
+    return app

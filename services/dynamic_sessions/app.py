@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.code_execution import PROVIDER_CODE_INTERPRETER, Executor, ExecutorConfig
-from services.code_execution.web import RedactIdentifierMiddleware, install_status
-from services.common.service import create_service
+from services.code_execution import PROVIDER_CODE_INTERPRETER, ExecutorConfig
+from services.code_execution.web import create_code_service
 from services.common.settings import Settings
 from services.dynamic_sessions import executions, files, legacy, session
 from services.dynamic_sessions.errors import install_azure_error_handlers
@@ -19,12 +18,6 @@ UID_BASE = 600_000
 def create_app(settings: Settings | None = None, config: ExecutorConfig | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
     config = config or ExecutorConfig.from_env(settings.data_dir, "dynamic-sessions", uid_base=UID_BASE)
-    executor = Executor(config, PROVIDER_CODE_INTERPRETER)
-    app = create_service(PACKAGE, settings, title=TITLE, on_startup=[executor.start], on_shutdown=[executor.stop])
-    app.state.executor = executor
-    install_azure_error_handlers(app)
-    install_status(app, TITLE, settings, executor)
-    app.add_middleware(RedactIdentifierMiddleware)
-    for module in (executions, files, legacy, session):
-        app.include_router(module.router)
-    return app
+    routers = [module.router for module in (executions, files, legacy, session)]
+    return create_code_service(PACKAGE, TITLE, PROVIDER_CODE_INTERPRETER, config, settings, routers,
+                               install_azure_error_handlers)
