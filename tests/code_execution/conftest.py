@@ -4,6 +4,7 @@ driven through httpx.ASGITransport; spans are collected by an in-memory exporter
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from collections.abc import Coroutine, Iterator
 from dataclasses import replace
@@ -108,8 +109,14 @@ def loop_thread() -> Iterator[LoopThread]:
     loop.close()
 
 
+_uid_bases = itertools.count(800_000, 10_000)
+
+
 def make_config(tmp: Path, **overrides: Any) -> ExecutorConfig:
-    base = ExecutorConfig(sessions_dir=tmp / "sessions", pool_size=2, max_upload_bytes=1024 * 1024)
+    """Each executor of the test process gets its own session uids, as each service does: disposing of
+    one executor's session kills its uid's processes, which must never be another executor's."""
+    base = ExecutorConfig(sessions_dir=tmp / "sessions", pool_size=2, max_upload_bytes=1024 * 1024,
+                          uid_base=next(_uid_bases), uid_count=10_000)
     return replace(base, **overrides)
 
 
