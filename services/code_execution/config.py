@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,19 @@ def _env_int(name: str, default: int) -> int:
 
 def _env_float(name: str, default: float) -> float:
     return float(os.environ.get(name, default))
+
+
+UID_RANGE = 65_536
+UID_RANGES = 60_000  # 100_000 + 60_000 * 65_536 stays below the 32-bit uid limit
+
+
+def uid_range_of(sessions_dir: Path) -> int:
+    """First session uid of an executor, from its sessions folder.
+
+    A disposed session's stray processes are killed by uid, host-wide; two executors on one host
+    (two chains, or both code services) must therefore never hand out the same uids.
+    """
+    return 100_000 + zlib.crc32(str(sessions_dir).encode()) % UID_RANGES * UID_RANGE
 
 
 @dataclass(frozen=True)
@@ -55,13 +69,14 @@ class ExecutorConfig:
     mount_namespace: bool = True  # /mnt/data as a real bind mount where the platform allows it
     drop_privileges: bool = True  # a uid per session when the server runs as root
     uid_base: int = 600_000
-    uid_count: int = 65_536
+    uid_count: int = UID_RANGE
     executions_kept: int = 256  # execution records kept per session for GET /executions/{id}
     spawn_timeout_s: float = 15.0
 
     @classmethod
-    def from_env(cls, data_dir: Path, service: str, uid_base: int = 600_000) -> ExecutorConfig:
+    def from_env(cls, data_dir: Path, service: str, uid_base: int | None = None) -> ExecutorConfig:
         """``<data_dir>/sessions/<service>``; each service that runs code gets its own uid range."""
+        sessions_dir = data_dir.resolve() / "sessions" / service
         limits = SandboxLimits(
             memory_bytes=_env_int("FLLM_CODE_MEMORY_MB", 1024) * MIB,
             cpu_seconds=_env_int("FLLM_CODE_CPU_SECONDS", 1800),
@@ -71,7 +86,7 @@ class ExecutorConfig:
         )
         flag = lambda name: os.environ.get(name, "true").lower() not in {"0", "false", "off", "no"}  # noqa: E731
         return cls(
-            sessions_dir=data_dir.resolve() / "sessions" / service,
+            sessions_dir=sessions_dir,
             pool_size=_env_int("FLLM_CODE_POOL_SIZE", 2),
             max_sessions=_env_int("FLLM_CODE_MAX_SESSIONS", MAX_SESSIONS_LIMIT),
             cooldown_s=_env_float("FLLM_CODE_COOLDOWN_S", 300.0),
@@ -82,7 +97,7 @@ class ExecutorConfig:
             deny_network=flag("FLLM_CODE_DENY_NETWORK"),
             mount_namespace=flag("FLLM_CODE_MOUNT_NAMESPACE"),
             drop_privileges=flag("FLLM_CODE_DROP_PRIVILEGES"),
-            uid_base=_env_int("FLLM_CODE_UID_BASE", uid_base),
+            uid_base=_env_int("FLLM_CODE_UID_BASE", uid_base if uid_base is not None else uid_range_of(sessions_dir)),
         )
 
     def worker_config(self) -> dict[str, object]:

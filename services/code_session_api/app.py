@@ -12,11 +12,10 @@ from services.common.settings import Settings
 
 PACKAGE = "code_session_api"
 TITLE = "FoundationaLLM Code Session API"
-UID_BASE = 700_000
 
 
 def create_app(settings: Settings | None = None, config: ExecutorConfig | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
-    config = config or ExecutorConfig.from_env(settings.data_dir, "code-session-api", uid_base=UID_BASE)
+    config = config or ExecutorConfig.from_env(settings.data_dir, "code-session-api")
     return create_code_service(PACKAGE, TITLE, PROVIDER_CUSTOM_CONTAINER, config, settings, [routes.router],
                                install_detail_errors)

@@ -12,12 +12,11 @@ from services.dynamic_sessions.errors import install_azure_error_handlers
 
 PACKAGE = "dynamic_sessions"
 TITLE = "Azure Container Apps Dynamic Sessions (emulator)"
-UID_BASE = 600_000
 
 
 def create_app(settings: Settings | None = None, config: ExecutorConfig | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
-    config = config or ExecutorConfig.from_env(settings.data_dir, "dynamic-sessions", uid_base=UID_BASE)
+    config = config or ExecutorConfig.from_env(settings.data_dir, "dynamic-sessions")
     routers = [module.router for module in (executions, files, legacy, session)]
     return create_code_service(PACKAGE, TITLE, PROVIDER_CODE_INTERPRETER, config, settings, routers,
                                install_azure_error_handlers)

@@ -4,7 +4,6 @@ driven through httpx.ASGITransport; spans are collected by an in-memory exporter
 from __future__ import annotations
 
 import asyncio
-import itertools
 import threading
 from collections.abc import Coroutine, Iterator
 from dataclasses import replace
@@ -20,6 +19,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from services.code_execution import Executor, ExecutorConfig
+from services.code_execution.config import uid_range_of
 from services.common.settings import Settings
 
 T = TypeVar("T")
@@ -109,14 +109,12 @@ def loop_thread() -> Iterator[LoopThread]:
     loop.close()
 
 
-_uid_bases = itertools.count(800_000, 10_000)
-
-
 def make_config(tmp: Path, **overrides: Any) -> ExecutorConfig:
-    """Each executor of the test process gets its own session uids, as each service does: disposing of
-    one executor's session kills its uid's processes, which must never be another executor's."""
-    base = ExecutorConfig(sessions_dir=tmp / "sessions", pool_size=2, max_upload_bytes=1024 * 1024,
-                          uid_base=next(_uid_bases), uid_count=10_000)
+    """Each executor gets the session uids of its own folder, as each service does: disposing of one
+    executor's session kills its uid's processes, which must never be another executor's."""
+    sessions_dir = tmp / "sessions"
+    base = ExecutorConfig(sessions_dir=sessions_dir, pool_size=2, max_upload_bytes=1024 * 1024,
+                          uid_base=uid_range_of(sessions_dir))
     return replace(base, **overrides)
 
 
