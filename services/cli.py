@@ -5,6 +5,7 @@
     callstack ask "PROMPT"              submit through Core API as the portal does, print the answer
     callstack trace TRACE_ID            a trace as a waterfall, critical path marked
     callstack latency                   where the time goes, over many traces
+    callstack bench                     end-to-end latency, tracing overhead, throughput, per-hop cost
 """
 
 from __future__ import annotations
@@ -152,9 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     ask_command.add_argument("--traceparent", help="join this W3C trace context instead of starting a trace")
     ask_command.add_argument("--timeout", type=float, default=300.0)
     ask_command.add_argument("--json", action="store_true", help="print the answer as JSON")
+    from services.bench import register as register_bench
     from telemetry.analysis_cli import register
 
     register(sub)
+    register_bench(sub)
     return parser
 
 

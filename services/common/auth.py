@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 from collections.abc import Awaitable, Callable
 
 from fastapi import Request
@@ -15,11 +16,18 @@ from telemetry.context import annotate
 
 API_KEY_HEADER = "X-API-KEY"
 USER_IDENTITY_HEADER = "X-USER-IDENTITY"
+OPERATION_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")  # what Core accepts and generates (lowercase GUIDs)
 
 
 def check_instance(instance_id: str, expected: str) -> None:
     if instance_id.lower() != expected:
         raise ServiceError(403, "Access denied. Invalid instance ID.")
+
+
+def check_operation_id(operation_id: str) -> None:
+    """An id Core could never have accepted is refused before it reaches a URL toward the next hop."""
+    if not OPERATION_ID.fullmatch(operation_id):
+        raise ServiceError(400, "operationId must be 1-128 of [A-Za-z0-9._-].", "operationId")
 
 
 def check_api_key(request: Request, expected: str) -> None:

@@ -11,6 +11,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from telemetry.context import record_failure
 
+# 4xx of a next hop that describe the request the caller sent (a 401/403 would be this service's own
+# misconfiguration toward the next hop: a 502).
+PASSED_THROUGH = (400, 404, 409, 413, 422)
+
 
 class HopError(Exception):
     """A call to the next hop failed; ``hop`` names the service that failed."""
@@ -32,16 +36,23 @@ class ServiceError(Exception):
         self.field = field
 
 
-def problem(status: int, title: str, detail: str, errors: list[dict[str, Any]] | None = None) -> JSONResponse:
+def problem(status: int, title: str, detail: str, errors: list[dict[str, Any]] | None = None,
+            failed_hop: str | None = None) -> JSONResponse:
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
     if errors:
         body["errors"] = errors
+    if failed_hop:
+        body["failed_hop"] = failed_hop  # the caller's HopClient names this hop, not the one it called
     return JSONResponse(body, status_code=status)
 
 
 def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     errors = []
     for error in exc.errors():
+        if error.get("type") == "json_invalid":  # loc is ("body", <character position>)
+            position = error.get("loc", ("body", "?"))[-1]
+            errors.append({"field": "body", "message": f"JSON decode error at character {position}"})
+            continue
         location = [str(part) for part in error.get("loc", ()) if part != "body"]
         errors.append({"field": ".".join(location) or "body", "message": error.get("msg", "invalid")})
     return errors
@@ -58,6 +69,14 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _service(_: Request, exc: ServiceError) -> JSONResponse:
         errors = [{"field": exc.field, "message": exc.detail}] if exc.field else None
         return problem(exc.status_code, "Request failed", exc.detail, errors)
+
+    @app.exception_handler(HopError)
+    async def _next_hop(_: Request, exc: HopError) -> JSONResponse:
+        if exc.status_code in PASSED_THROUGH:  # the next hop refused what the caller sent: the caller's 4xx
+            return problem(exc.status_code, "Request refused by the next hop", str(exc))
+        # A hop behind this one failed: 502 naming it (never a bare 500 that would blame this service).
+        record_failure(exc, hop=exc.hop)
+        return problem(502, "Next hop failed", str(exc), failed_hop=exc.hop)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -3,6 +3,7 @@ failures turned into a HopError that names the hop (connection refused, timeout,
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -11,6 +12,25 @@ from services.common.auth import API_KEY_HEADER, USER_IDENTITY_HEADER
 from services.common.errors import HopError
 from services.common.models import UnifiedUserIdentity
 from telemetry.context import record_failure
+from telemetry.setup import redact_session_ids
+
+
+def redact(path: str) -> str:
+    """Code session ids (secrets) hashed, for error messages; telemetry does the same to span URLs."""
+    return redact_session_ids(path)
+
+
+def callee_failed_hop(response: httpx.Response) -> str | None:
+    """The hop a callee's error body names (``failed_hop``, or ``hop`` of the Context API's provider errors)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if isinstance(body, dict):
+        hop = body.get("failed_hop") or body.get("hop")
+        if isinstance(hop, str) and re.fullmatch(r"[a-z][a-z0-9-]{1,40}", hop):
+            return hop
+    return None
 
 
 class HopClient:
@@ -28,8 +48,12 @@ class HopClient:
         self._client = httpx.AsyncClient(
             base_url=base_url,
             headers=default_headers,
-            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+            # Connecting gets the whole hop timeout: on a starved host an event-loop iteration can outlast a
+            # short connect timeout, and a connect that succeeded is then reported as a ConnectTimeout.
+            timeout=httpx.Timeout(timeout_s),
+            # Idle connections are dropped before the server's 5 s keep-alive ends: never a request on a
+            # connection the server is closing (RemoteProtocolError under load).
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=2.0),
         )
 
     async def request(
@@ -45,14 +69,15 @@ class HopClient:
         request_headers = dict(headers or {})
         if identity is not None:
             request_headers[USER_IDENTITY_HEADER] = identity.model_dump_json()
+        shown = redact(path)
         try:
             response = await self._client.request(method, path, json=json, headers=request_headers, **kwargs)
         except httpx.TimeoutException as error:
-            raise self._failed(f"did not answer {method} {path} in time ({type(error).__name__})") from error
+            raise self._failed(f"did not answer {method} {shown} in time ({type(error).__name__})") from error
         except httpx.TransportError as error:
             raise self._failed(f"could not be reached ({type(error).__name__}: {error})") from error
         if response.status_code >= 500:
-            raise self._failed(f"answered {response.status_code} to {method} {path}", response.status_code)
+            raise self._answered(response, method, shown)
         return response
 
     async def call(self, method: str, path: str, *, expect: tuple[int, ...] = (200,), **kwargs: Any) -> Any:
@@ -62,9 +87,9 @@ class HopClient:
 
     async def decode(self, response: httpx.Response, method: str, path: str, expect: tuple[int, ...] = (200,)) -> Any:
         """The JSON body of an expected answer; anything else is this hop's failure."""
+        path = redact(path)
         if response.status_code not in expect:
-            detail = response.text[:200]
-            raise self._failed(f"answered {response.status_code} to {method} {path}: {detail}", response.status_code)
+            raise self._answered(response, method, path)
         try:
             body = response.json()
         except ValueError as error:
@@ -73,9 +98,17 @@ class HopClient:
             raise self._failed(f"answered JSON that is not an object to {method} {path}")
         return body
 
-    def _failed(self, reason: str, status_code: int | None = None) -> HopError:
-        error = HopError(self.hop, reason, status_code)
-        record_failure(error, hop=self.hop)
+    def _answered(self, response: httpx.Response, method: str, path: str) -> HopError:
+        """An error answer; when the callee's body names a hop behind it that failed, that hop is named."""
+        reason = f"answered {response.status_code} to {method} {path}: {redact(response.text[:300])}"
+        behind = callee_failed_hop(response) if response.status_code >= 500 else None
+        if behind and behind != self.hop:
+            return self._failed(f"{self.hop} {reason}", response.status_code, hop=behind)
+        return self._failed(reason, response.status_code)
+
+    def _failed(self, reason: str, status_code: int | None = None, hop: str | None = None) -> HopError:
+        error = HopError(hop or self.hop, reason, status_code)
+        record_failure(error, hop=error.hop)
         return error
 
     async def aclose(self) -> None:

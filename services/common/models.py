@@ -50,7 +50,8 @@ class CompletionRequest(BaseModel):
     user_prompt: str = Field(min_length=1, max_length=262_144)
     session_id: str | None = Field(default=None, max_length=256)
     agent_name: str = Field(default="code-interpreter", min_length=1, max_length=128)
-    operation_id: str | None = Field(default=None, max_length=128)
+    # The ids Core accepts: they end up in URL paths toward the next hops.
+    operation_id: str | None = Field(default=None, max_length=128, pattern=r"^[A-Za-z0-9._-]*$")
     attachments: list[str] = Field(default_factory=list, max_length=10)
     settings: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None

@@ -12,7 +12,9 @@ from contextlib import asynccontextmanager
 import uvicorn
 from fastapi import FastAPI
 
+from services.common.coalescing import CoalescingH11Protocol
 from services.common.errors import install_error_handlers
+from services.common.limits import JsonBodyLimitMiddleware
 from services.common.settings import Settings, service_name
 from telemetry.context import drain_background
 from telemetry.setup import TelemetrySettings, configure_telemetry, instrument_app, shutdown_telemetry
@@ -52,6 +54,7 @@ def create_service(
     app = FastAPI(title=title, lifespan=lifespan)
     app.state.settings = settings
     install_error_handlers(app)
+    app.add_middleware(JsonBodyLimitMiddleware)
 
     @app.get("/status", include_in_schema=False)
     async def status() -> dict[str, str]:
@@ -73,6 +76,8 @@ def run(package: str, factory: Callable[[], FastAPI]) -> None:
         access_log=False,
         timeout_graceful_shutdown=5,
         limit_concurrency=2000,
+        # One send per response (FLLM_HTTP_COALESCE=off: uvicorn's own h11, head and body sent apart).
+        http=CoalescingH11Protocol if os.environ.get("FLLM_HTTP_COALESCE", "on").lower() != "off" else "h11",
     )
     # An inherited socket is opened with its real family and protocol (uvicorn's own ``fd=`` path takes
     # it for a Unix socket, so asyncio never sets TCP_NODELAY and every keep-alive answer waits ~40 ms

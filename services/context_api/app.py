@@ -45,7 +45,9 @@ class ContextApi:
     async def start(self) -> None:
         self.http = httpx.AsyncClient(
             timeout=httpx.Timeout(self.config.pool_timeout_s, connect=min(self.config.pool_timeout_s, 10.0)),
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+            # Idle connections are dropped before the server's 5 s keep-alive ends: never a request on a
+            # connection the server is closing (RemoteProtocolError under load).
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=2.0),
         )
         self.store = ContextStore(self.settings.data_dir / "context_api.db")
         self.files = ConversationFiles(self.settings.data_dir / "context_files", self.store)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
@@ -31,6 +33,10 @@ def _caller(request: Request) -> UnifiedUserIdentity:
 
 @router.post("", status_code=202)
 async def start_completion(request: Request, body: CompletionRequest) -> JSONResponse:
+    # The prompt's size and hash only; its text with the explicit opt-in FLLM_CAPTURE_PROMPTS=true.
+    prompt = body.user_prompt.encode()
+    annotate({c.ATTR_PROMPT_SIZE: len(prompt), c.ATTR_PROMPT_SHA256: hashlib.sha256(prompt).hexdigest(),
+              c.ATTR_PROMPT_TEXT: body.user_prompt if request.app.state.settings.capture_prompts else None})
     return JSONResponse(await _core(request).start(body, _caller(request)), status_code=202)
 
 

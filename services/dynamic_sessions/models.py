@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -52,7 +51,7 @@ class ExecutionProperties(BaseModel):
             return self.code
         try:
             return base64.b64decode(self.code, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError) as error:
+        except ValueError as error:  # binascii.Error, UnicodeDecodeError, and non-ASCII text in the base64
             raise AzureError(400, "InvalidRequestBody", "'code' is not valid base64-encoded UTF-8.", "code") from error
 
 

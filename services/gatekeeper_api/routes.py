@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
-from services.common.auth import internal_hop, user_identity
+from services.common.auth import check_operation_id, internal_hop, user_identity
 from services.common.models import CompletionRequest, LongRunningOperation, OperationStatus
 from services.gatekeeper_api.checks import check_prompt
 from services.orchestration_api.client import AsyncCompletionsClient
@@ -46,5 +46,6 @@ async def completion_status(
     wait: float = Query(0.0, ge=0.0, le=60.0),
 ) -> dict:
     identity = user_identity(request)
+    check_operation_id(operationId)
     annotate({c.ATTR_OPERATION_ID: operationId})
     return await _orchestration(request).status(instanceId, operationId, identity, wait)  # type: ignore[arg-type]

@@ -19,7 +19,7 @@ class AgentSpec(BaseModel):
 class LLMCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    operation_id: str = Field(min_length=1, max_length=128)
+    operation_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")  # in State API URLs
     user_prompt: str = Field(min_length=1, max_length=262_144)
     session_id: str | None = None
     is_new_conversation: bool = False

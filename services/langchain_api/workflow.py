@@ -1,6 +1,7 @@
 """The agent workflow that runs after the 202: model turns, tool calls, progress and the final result.
 
-Progress is written as the original does (a result document, then the status); the final result is
+Progress is written as the original does (a result document, then the status), but in the background,
+off the critical path, and finished before the end is written; the final result is
 written before the final status, with a deterministic id, so a poller never reads a stale answer.
 While the workflow runs, a heartbeat keeps the status fresh so State API can tell a dead worker.
 """
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +34,10 @@ from telemetry.context import SpanKind, annotate, hop_span, record_failure
 
 log = logging.getLogger("foundationallm.langchain_api")
 MAX_TOOL_ROUNDS = 4
+# The final writes are idempotent (deterministic result id, status PUT): retried while State API is
+# unreachable or failing (a restart), each attempt its own CLIENT span; ~8 s in all.
+FINAL_WRITE_ATTEMPTS = 6
+FINAL_WRITE_BACKOFF_S = 0.25
 
 
 @dataclass
@@ -39,6 +46,7 @@ class WorkflowContext:
     request: LLMCompletionRequest
     identity: UnifiedUserIdentity
     upn: str | None
+    progress: asyncio.Task[None] | None = None  # the progress writes in flight, chained in order
 
 
 class AgentWorkflow:
@@ -73,7 +81,7 @@ class AgentWorkflow:
 
     async def _converse(self, ctx: WorkflowContext) -> CompletionResponse:
         request = ctx.request
-        await self._progress(ctx, "Running agent workflow.")
+        self._progress(ctx, "Running agent workflow.")
         tools = self._tools(ctx)
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": f"You are the FoundationaLLM agent {request.agent.name}."},
@@ -88,9 +96,10 @@ class AgentWorkflow:
             completion_tokens += turn.completion_tokens
             if not turn.tool_calls:
                 break
-            await self._progress(ctx, "Running agent tools.")
+            self._progress(ctx, "Running agent tools.")
             messages.append({"role": "assistant", "content": turn.text, "tool_calls": [
-                {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": str(call.arguments)}}
+                {"id": call.id, "type": "function",
+                 "function": {"name": call.name, "arguments": json.dumps(call.arguments)}}
                 for call in turn.tool_calls
             ]})
             for call in turn.tool_calls:
@@ -102,6 +111,7 @@ class AgentWorkflow:
                 artifacts.extend(result.artifacts)
         else:
             turn = ModelTurn(text="The agent stopped after too many tool calls.")
+        await self._progress_written(ctx)  # a failed progress write fails the operation, as in line
         content = TextContent(text=turn.text, value=turn.text)
         return CompletionResponse(
             id=f"{request.operation_id}-final",
@@ -149,7 +159,19 @@ class AgentWorkflow:
                 return ToolResult(f"The agent has no tool named {name!r}.", "Failed", [])
             return await tool.run(arguments)
 
-    async def _progress(self, ctx: WorkflowContext, message: str) -> None:
+    def _progress(self, ctx: WorkflowContext, message: str) -> None:
+        """Progress goes to State API in the background, each write after the one before, off the
+        critical path; the final result waits for it, so progress never lands after the end."""
+        ctx.progress = asyncio.get_running_loop().create_task(self._write_progress(ctx, message, ctx.progress))
+
+    @staticmethod
+    async def _progress_written(ctx: WorkflowContext) -> None:
+        if ctx.progress is not None:
+            await ctx.progress
+
+    async def _write_progress(self, ctx: WorkflowContext, message: str, before: asyncio.Task[None] | None) -> None:
+        if before is not None:
+            await before
         operation_id = ctx.request.operation_id
         await self._state.add_result(ctx.instance_id, operation_id, {
             "id": None, "operation_id": operation_id, "completion": message.replace(".", "..."),
@@ -173,9 +195,23 @@ class AgentWorkflow:
         heartbeat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await heartbeat
+        with contextlib.suppress(Exception):  # a failed progress write was reported by _converse
+            await self._progress_written(ctx)
         attributes = {c.ATTR_OPERATION_ID: ctx.request.operation_id, c.ATTR_OPERATION_STATUS: status.value}
         with hop_span(c.SPAN_LANGCHAIN_WRITE_RESULT, attributes):
             # The result first, then the status: a poller that sees the end also sees the answer.
-            await self._state.add_result(ctx.instance_id, ctx.request.operation_id,
-                                         response.model_dump(mode="json"))
-            await self._write_status(ctx, status, message, failed_hop)
+            document = response.model_dump(mode="json")
+            await _retrying(lambda: self._state.add_result(ctx.instance_id, ctx.request.operation_id, document))
+            await _retrying(lambda: self._write_status(ctx, status, message, failed_hop))
+
+
+async def _retrying(write: Callable[[], Awaitable[Any]]) -> Any:
+    for attempt in range(FINAL_WRITE_ATTEMPTS):
+        try:
+            return await write()
+        except HopError as error:
+            refused = error.status_code is not None and error.status_code < 500  # a 4xx will not change
+            if refused or attempt == FINAL_WRITE_ATTEMPTS - 1:
+                raise
+            log.warning("a final write failed (attempt %d), retrying: %s", attempt + 1, error)
+            await asyncio.sleep(FINAL_WRITE_BACKOFF_S * 2**attempt)

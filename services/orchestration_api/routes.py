@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
-from services.common.auth import internal_hop, user_identity
+from services.common.auth import check_operation_id, internal_hop, user_identity
 from services.common.errors import ServiceError
 from services.common.models import CompletionRequest
 from services.orchestration_api.orchestration import AgentOrchestration
@@ -39,5 +39,6 @@ async def completion_status(
     wait: float = Query(0.0, ge=0.0, le=60.0),
 ) -> dict:
     user_identity(request)
+    check_operation_id(operationId)
     annotate({c.ATTR_OPERATION_ID: operationId})
     return await _orchestration(request).status(instanceId, operationId, wait)

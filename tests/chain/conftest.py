@@ -53,6 +53,7 @@ def start_chain(tmp: Path, otlp_endpoint: str, **options: object) -> Chain:
         "OTEL_BSP_SCHEDULE_DELAY": "50",
         "OTEL_METRIC_EXPORT_INTERVAL": "1000",
         "FLLM_CODE_POOL_SIZE": "1",
+        "FLLM_TELEMETRY_FILE": "on",  # whatever an in-process test left in this process's environment
         **options.pop("env", {}),  # type: ignore[dict-item]
     }
     return Chain(tmp, ephemeral_ports=True, env=env, **options).start()  # type: ignore[arg-type]

@@ -1,0 +1,325 @@
+"""End-to-end latency of the whole chain, the cost of tracing, throughput, per-hop time, code execution.
+
+Starts two copies of the real chain side by side (every service its own process on loopback): one
+traced (the embedded traces.jsonl exporter AND OTLP/HTTP to a local receiver process), one untraced
+(``OTEL_SDK_DISABLED=true``). A ``print(1)`` prompt goes through Core API as the portal sends it
+(``PortalClient``: submit, then a long-poll ``?wait=`` on the status), alternately to each chain, so
+both see the same machine load. Then:
+
+1. end to end: submission until the client sees ``Completed``; split into the interpreter's own time
+   (``code.execution.time_ms`` of the ``execute_tool code_interpreter`` span) and the chain overhead;
+2. tracing overhead: median end to end and throughput, traced over untraced;
+3. throughput: completions per second with ``concurrency`` clients (closed loop), failures counted;
+4. per hop: median time each service adds to one completion (self time of its server and internal
+   spans, from the traced chain's traces.jsonl; status polls excluded);
+5. code execution at the Dynamic Sessions emulator (benchmarks/code_execution_bench.py).
+
+    .venv/bin/python benchmarks/chain_bench.py [--runs 60] [--seconds 8] [--concurrency 8] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from services.common.settings import DEFAULT_INSTANCE_ID
+from services.launcher import REPO, Chain
+from services.portal.client import PortalClient
+from telemetry import conventions as c
+from telemetry.latency import percentile, self_times
+from telemetry.phases import is_poll_trace
+from telemetry.trace_sources import FileSource
+
+PROMPT = "Run this, please:\n```python\nprint(1)\n```"
+# An OTLP/HTTP endpoint that takes every export (keep-alive, as a collector) and answers an empty
+# Export*ServiceResponse (b"" in protobuf). It does not decode: what a collector does with the spans
+# is not the services' cost, and a Python decoder on the same 2 cores would be charged to tracing.
+RECEIVER = """
+import sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Sink(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+server.daemon_threads = True
+threading.Thread(target=server.serve_forever, daemon=True).start()
+print(f"http://127.0.0.1:{server.server_address[1]}", flush=True)
+sys.stdin.read()
+"""
+CHAIN_ENV = {"FLLM_CODE_COOLDOWN_S": "20"}  # sessions made by the load are reaped while it runs
+
+
+def uid_bases() -> tuple[str, str]:
+    """Session uid ranges of their own for the two chains: an executor that ends a session SIGKILLs every
+    process of its uid, so two executors sharing a range (the default 600000) kill each other's code."""
+    base = random.randrange(20, 30_000) * 65_536
+    return str(base), str(base + 65_536)
+
+
+@dataclass
+class Side:
+    """One chain and what was measured on it."""
+
+    name: str
+    chain: Chain
+    client: PortalClient | None = None
+    e2e_ms: list[float] = field(default_factory=list)
+    trace_ids: list[str] = field(default_factory=list)
+    seen_ns: list[int] = field(default_factory=list)  # wall clock when the client saw the end
+    rates: list[float] = field(default_factory=list)
+    failures: int = 0
+    completions: int = 0
+
+
+def stats(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    if not ordered:
+        return {}
+    return {"p50_ms": round(statistics.median(ordered), 2), "p95_ms": round(percentile(ordered, 95), 2),
+            "min_ms": round(ordered[0], 2), "n": len(ordered)}
+
+
+@contextlib.contextmanager
+def otlp_receiver() -> Iterator[str]:
+    """An OTLP/HTTP sink in its own process; yields its endpoint."""
+    process = subprocess.Popen([sys.executable, "-c", RECEIVER], cwd=REPO, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert process.stdout is not None
+        yield process.stdout.readline().strip()
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+        process.wait(10)
+
+
+async def ask(side: Side) -> tuple[float, str, int] | None:
+    assert side.client is not None
+    try:
+        result = await side.client.ask(PROMPT, timeout_s=60)
+    except Exception:  # noqa: BLE001 - a failure is counted, never hidden
+        side.failures += 1
+        return None
+    if result.status != "Completed" or result.answer.strip() != "1":
+        side.failures += 1
+        return None
+    side.completions += 1
+    return result.total_ms, result.trace_id, time.time_ns()
+
+
+async def latency(sides: list[Side], runs: int, warmup: int) -> None:
+    """Sequential asks, alternating the chains (and which goes first), so load hits both alike."""
+    for _ in range(warmup):
+        for side in sides:
+            await ask(side)
+    for run in range(runs):
+        for side in sides if run % 2 == 0 else reversed(sides):
+            answer = await ask(side)
+            if answer is not None:
+                side.e2e_ms.append(answer[0])
+                side.trace_ids.append(answer[1])
+                side.seen_ns.append(answer[2])
+
+
+async def load(side: Side, seconds: float, concurrency: int) -> float:
+    """Completions per second with ``concurrency`` clients each asking again as soon as answered."""
+    deadline = time.monotonic() + seconds
+    done = 0
+
+    async def worker() -> None:
+        nonlocal done
+        while time.monotonic() < deadline:
+            if await ask(side) is not None:
+                done += 1
+
+    started = time.monotonic()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return done / (time.monotonic() - started)
+
+
+async def measure(sides: list[Side], args: argparse.Namespace) -> None:
+    for side in sides:
+        side.client = PortalClient(side.chain.url("core_api"), DEFAULT_INSTANCE_ID, timeout_s=60)
+    try:
+        await latency(sides, args.runs, args.warmup)
+        for round_no in range(args.rounds):
+            for side in sides if round_no % 2 == 0 else reversed(sides):
+                side.rates.append(await load(side, args.seconds, args.concurrency))
+                await asyncio.sleep(1.0)  # let the exporters and the session reaper settle
+    finally:
+        for side in sides:
+            assert side.client is not None
+            await side.client.aclose()
+
+
+def analyse_traces(side: Side, path: Path) -> dict[str, Any]:
+    """Interpreter time per completion, chain overhead, the time each hop adds (median), and how long
+    after the Completed status was stored the client saw it (the long-poll's answer)."""
+    wanted = dict(zip(side.trace_ids, side.e2e_ms, strict=True))
+    seen = dict(zip(side.trace_ids, side.seen_ns, strict=True))
+    execution: list[float] = []
+    overhead: list[float] = []
+    seen_after: list[float] = []
+    per_hop: dict[str, list[float]] = {}
+    for trace in FileSource(path).traces():
+        if trace.trace_id not in wanted or is_poll_trace(trace):
+            continue
+        reported = [float(s.attributes[c.ATTR_CODE_EXECUTION_MS]) for s in trace.spans
+                    if s.name == c.SPAN_CODE_EXECUTE and c.ATTR_CODE_EXECUTION_MS in s.attributes]
+        if reported:
+            execution.append(sum(reported))
+            overhead.append(wanted[trace.trace_id] - sum(reported))
+        status_writes = [s.end_ns for s in trace.spans if s.kind == "SERVER" and s.service == c.STATE_API
+                         and s.name.startswith("PUT ")]
+        if status_writes:
+            seen_after.append((seen[trace.trace_id] - max(status_writes)) / 1e6)
+        selfs = self_times(trace)
+        added: dict[str, float] = {}
+        for span in trace.spans:
+            if span.kind != "CLIENT":  # a client span's own time is the wire and the callee's queue
+                added[span.service] = added.get(span.service, 0.0) + selfs[span.span_id] / 1e6
+        for service, ms in added.items():
+            per_hop.setdefault(service, []).append(ms)
+    hops = {service: round(statistics.median(values), 2) for service, values in per_hop.items()}
+    return {"execution": stats(execution), "overhead": stats(overhead), "seen_after": stats(seen_after),
+            "per_hop_self_p50_ms": dict(sorted(hops.items(), key=lambda kv: -kv[1])),
+            "traces_analysed": len(execution)}
+
+
+def code_execution(runs: int, cold_runs: int) -> dict[str, Any]:
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from benchmarks.code_execution_bench import emulator, first_executions, warm_session
+
+    def ms(samples: list[float]) -> dict[str, float]:
+        return stats([s * 1000 for s in samples])
+
+    with tempfile.TemporaryDirectory() as warm_dir, tempfile.TemporaryDirectory() as cold_dir, \
+            emulator(2, Path(warm_dir), True) as warm, emulator(0, Path(cold_dir), True) as cold:
+        return {"warm_session_print1": ms(warm_session(warm, runs)),
+                "new_session_warm_pool": ms(first_executions(warm, runs, 2)),
+                "new_session_cold": ms(first_executions(cold, cold_runs, 0))}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="chain-bench-") as tmp, otlp_receiver() as endpoint:
+        uids = uid_bases()
+        traced = Side("traced", Chain(Path(tmp) / "traced", ephemeral_ports=True, env={
+            **CHAIN_ENV, "FLLM_CODE_UID_BASE": uids[0], "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}))
+        untraced = Side("untraced", Chain(Path(tmp) / "untraced", ephemeral_ports=True, env={
+            **CHAIN_ENV, "FLLM_CODE_UID_BASE": uids[1], "OTEL_SDK_DISABLED": "true"}))
+        sides = [traced, untraced]
+        try:
+            for side in sides:
+                side.chain.start()
+            asyncio.run(measure(sides, args))
+        finally:
+            for side in sides:
+                side.chain.stop()  # SIGTERM: the services flush their spans
+        traces = analyse_traces(traced, traced.chain.data_dir / "traces.jsonl")
+    code = code_execution(args.code_runs, args.cold_runs) if args.code_runs else {}
+    return report(traced, untraced, traces, code, args)
+
+
+def report(traced: Side, untraced: Side, traces: dict[str, Any], code: dict[str, Any],
+           args: argparse.Namespace) -> dict[str, Any]:
+    e2e, e2e_off = stats(traced.e2e_ms), stats(untraced.e2e_ms)
+    rate, rate_off = statistics.median(traced.rates), statistics.median(untraced.rates)
+    return {
+        "e2e_p50_ms": e2e.get("p50_ms"),
+        "e2e_p95_ms": e2e.get("p95_ms"),
+        "chain_overhead_p50_ms": traces["overhead"].get("p50_ms"),
+        "chain_overhead_p95_ms": traces["overhead"].get("p95_ms"),
+        "execution_p50_ms": traces["execution"].get("p50_ms"),
+        "seen_after_completed_p50_ms": traces["seen_after"].get("p50_ms"),
+        "tracing_overhead_ratio": round(e2e["p50_ms"] / e2e_off["p50_ms"], 3),
+        "throughput_per_s": round(rate, 2),
+        "throughput_ratio": round(rate / rate_off, 3),
+        "per_hop_self_p50_ms": traces["per_hop_self_p50_ms"],
+        "code_exec_warm_p50_ms": code.get("warm_session_print1", {}).get("p50_ms"),
+        "session_first_exec_p50_ms": code.get("new_session_warm_pool", {}).get("p50_ms"),
+        "session_first_exec_cold_p50_ms": code.get("new_session_cold", {}).get("p50_ms"),
+        "untraced": {"e2e_p50_ms": e2e_off.get("p50_ms"), "e2e_p95_ms": e2e_off.get("p95_ms"),
+                     "throughput_per_s": round(rate_off, 2)},
+        "failures": traced.failures + untraced.failures,
+        "completions": traced.completions + untraced.completions,
+        "settings": {"runs": args.runs, "concurrency": args.concurrency, "seconds": args.seconds,
+                     "rounds": args.rounds, "cores": os.cpu_count(), "traces_analysed": traces["traces_analysed"],
+                     "rates_traced": [round(r, 2) for r in traced.rates],
+                     "rates_untraced": [round(r, 2) for r in untraced.rates]},
+        "code_execution": code,
+    }
+
+
+def print_text(result: dict[str, Any]) -> None:
+    s, off = result["settings"], result["untraced"]
+    print(f"chain benchmark: print(1) prompt, {s['runs']} runs per chain, {s['cores']} cores, "
+          f"{result['completions']} completions, {result['failures']} failures")
+    print(f"end to end (traced)        median {result['e2e_p50_ms']:8.1f} ms   p95 {result['e2e_p95_ms']:8.1f} ms")
+    print(f"  chain overhead           median {result['chain_overhead_p50_ms']:8.1f} ms   "
+          f"p95 {result['chain_overhead_p95_ms']:8.1f} ms")
+    print(f"  code execution           median {result['execution_p50_ms']:8.1f} ms   (code.execution.time_ms)")
+    print(f"  client saw Completed     median {result['seen_after_completed_p50_ms']:8.1f} ms after State stored it"
+          " (long-poll)")
+    print(f"end to end (untraced)      median {off['e2e_p50_ms']:8.1f} ms   p95 {off['e2e_p95_ms']:8.1f} ms")
+    print(f"tracing overhead           end to end x{result['tracing_overhead_ratio']:.3f}   "
+          f"throughput x{result['throughput_ratio']:.3f}")
+    print(f"throughput ({s['concurrency']} clients)     traced {result['throughput_per_s']:6.2f}/s   "
+          f"untraced {off['throughput_per_s']:6.2f}/s   (rounds: {s['rates_traced']} / {s['rates_untraced']})")
+    print("time each hop adds to one completion (median self time of its server and internal spans):")
+    for service, ms in result["per_hop_self_p50_ms"].items():
+        print(f"  {service:20} {ms:8.2f} ms")
+    labels = {"warm_session_print1": "print(1) on a warm session", "new_session_warm_pool":
+              "new session, first print(1), warm pool", "new_session_cold": "new session, first print(1), cold"}
+    for key, figures in result["code_execution"].items():
+        print(f"{labels[key]:40} median {figures['p50_ms']:8.2f} ms   p95 {figures['p95_ms']:8.2f} ms")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runs", type=int, default=60, help="sequential completions per chain (latency)")
+    parser.add_argument("--warmup", type=int, default=5, help="completions per chain before measuring")
+    parser.add_argument("--concurrency", type=int, default=8, help="clients in the throughput runs")
+    parser.add_argument("--seconds", type=float, default=6.0, help="length of one throughput run")
+    parser.add_argument("--rounds", type=int, default=3, help="throughput runs per chain (alternating)")
+    parser.add_argument("--code-runs", type=int, default=60, help="samples per code execution figure (0: skip)")
+    parser.add_argument("--cold-runs", type=int, default=20, help="samples of a cold session's first run")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+
+
+def main(args: argparse.Namespace) -> int:
+    result = run(args)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print_text(result)
+    return 0 if result["failures"] == 0 else 1
+
+
+if __name__ == "__main__":
+    cli = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(cli)
+    sys.exit(main(cli.parse_args()))

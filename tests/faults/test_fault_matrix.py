@@ -1,0 +1,138 @@
+"""The fault matrix on the real chain: for every hop, the next service down (connection refused),
+answering 500, answering malformed JSON, and answering too slowly. Each cell: the operation ends
+Failed (never stuck InProgress), its status names the failing hop, a span of the trace is ERROR with
+the exception recorded and names that hop, and the trace is still one connected tree."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from telemetry import conventions as c
+from tests.chain.spans import CLIENT, ERROR, assert_one_connected_tree
+from tests.faults.harness import (
+    GATEKEEPER_AGENT,
+    FaultChain,
+    code_prompt,
+    error_spans_naming,
+    start_fault_chain,
+    stop_fault_chain,
+)
+from tests.otlp_receiver import OtlpReceiver
+
+HOP_TIMEOUT_S = 1.5  # every hop's timeout; Orchestration 3x, Gatekeeper 4x (the timeout ladder)
+POOL_TIMEOUT_S = 2.5  # Context API -> code session pool
+CODE_TIMEOUT_S = 4.0  # LangChain -> Context API executeCode
+ENV = {
+    "FLLM_HOP_TIMEOUT_S": str(HOP_TIMEOUT_S),
+    "FLLM_CONTEXT_POOL_TIMEOUT_S": str(POOL_TIMEOUT_S),
+    "FLLM_CODE_TIMEOUT_S": str(CODE_TIMEOUT_S),
+    "FLLM_OPERATION_STALE_AFTER_S": "6",
+}
+
+
+@dataclass(frozen=True)
+class Hop:
+    """Where a hop is broken: its proxy, the call that fails, the agent whose path crosses it."""
+
+    hop: str
+    proxy: str
+    method: str
+    path: str
+    caller_timeout_s: float  # how long its caller waits: "slow" holds the call past it
+    agent: str = "code-interpreter"
+
+
+HOPS = {
+    "core->gatekeeper": Hop(c.GATEKEEPER_API, "gatekeeper_api", "POST", r"/async-completions$", HOP_TIMEOUT_S * 4,
+                            GATEKEEPER_AGENT),
+    "gatekeeper->orchestration": Hop(c.ORCHESTRATION_API, "orchestration_api", "POST", r"/async-completions$",
+                                     HOP_TIMEOUT_S * 3, GATEKEEPER_AGENT),
+    "core->orchestration": Hop(c.ORCHESTRATION_API, "orchestration_api", "POST", r"/async-completions$",
+                               HOP_TIMEOUT_S * 3),
+    "orchestration->context (session)": Hop(c.CONTEXT_API, "context_api", "POST", r"/codeSessions$",
+                                            HOP_TIMEOUT_S),
+    "orchestration->state": Hop(c.STATE_API, "state_api", "POST", r"/operations/[^/]+$", HOP_TIMEOUT_S),
+    "orchestration->langchain": Hop(c.LANGCHAIN_API, "langchain_api", "POST", r"/async-completions$",
+                                    HOP_TIMEOUT_S * 2),
+    "langchain->state": Hop(c.STATE_API, "state_api", "PUT", r"/operations/[^/]+$", HOP_TIMEOUT_S),
+    "langchain->context (execute)": Hop(c.CONTEXT_API, "context_api", "POST", r"/executeCode$", CODE_TIMEOUT_S),
+    "context->dynamic-sessions": Hop(c.DYNAMIC_SESSIONS, "dynamic_sessions", "POST", r"/executions\?",
+                                     POOL_TIMEOUT_S),
+    "context->code-session-api": Hop(c.CODE_SESSION_API, "code_session_api", "POST", r"/code/execute\?",
+                                     POOL_TIMEOUT_S, "custom-container-coder"),
+}
+FAULTS = ("down", "500", "malformed", "slow")
+
+
+@pytest.fixture(scope="module")
+def faults(tmp_path_factory: pytest.TempPathFactory, receiver: OtlpReceiver) -> Iterator[FaultChain]:
+    chain = start_fault_chain(tmp_path_factory.mktemp("faults"), receiver, ENV)
+    yield chain
+    stop_fault_chain(chain)
+
+
+@pytest.fixture(autouse=True)
+def _no_faults_left(faults: FaultChain) -> Iterator[None]:
+    faults.clear_faults()
+    yield
+    faults.clear_faults()
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize("where", list(HOPS))
+def test_a_failing_hop_fails_the_operation_and_is_named(faults: FaultChain, where: str, fault: str) -> None:
+    hop = HOPS[where]
+    token = secrets.token_hex(6)
+    faults.proxies[hop.proxy].inject(fault, method=hop.method, path=hop.path, about=token,
+                                     delay_s=hop.caller_timeout_s + 1.0)
+    outcome = faults.run(code_prompt(token), hop.agent, token)
+
+    assert outcome.status == "Failed", outcome.body
+    assert outcome.body["failed_hop"] == hop.hop, outcome.body
+    assert hop.hop in outcome.body["status_message"], outcome.body
+    assert f"conv-{token}" not in outcome.body["status_message"]  # session ids are secrets
+    spans = faults.spans(outcome.trace_id, lambda spans: error_spans_naming(spans, hop.hop))
+    assert error_spans_naming(spans, hop.hop), [(s.service, s.name, s.attributes) for s in spans if s.status_code]
+    assert_one_connected_tree(spans, root_parent=outcome.parent_span_id)
+    if fault in ("down", "500", "slow"):  # the call itself failed: its CLIENT span says so
+        assert any(s.kind == CLIENT and s.status_code == ERROR for s in spans)
+
+
+def test_without_faults_every_proxied_path_completes(faults: FaultChain) -> None:
+    for agent in ("code-interpreter", GATEKEEPER_AGENT, "custom-container-coder"):
+        token = secrets.token_hex(6)
+        outcome = faults.run(code_prompt(token), agent, token)
+        assert outcome.status == "Completed", outcome.body
+        assert f"cell {token} 42" in outcome.body["result"]["text"]
+
+
+def test_a_failed_final_write_is_retried_each_attempt_its_own_span(faults: FaultChain) -> None:
+    token = secrets.token_hex(6)
+    state = faults.proxies["state_api"]
+    state.inject("500", method="POST", path=rf"op-{token}/result$", body_contains="-final", times=2)
+    outcome = faults.run(code_prompt(token), token=token)
+    assert outcome.status == "Completed", outcome.body
+    assert state.count("POST", rf"op-{token}/result$") >= 2  # progress results and the final one, once
+
+    def writes(spans: list) -> list:
+        write = [s for s in spans if s.name == c.SPAN_LANGCHAIN_WRITE_RESULT]
+        return [s for s in spans if write and s.parent_span_id == write[0].span_id and s.kind == CLIENT
+                and s.attributes.get("http.request.method") == "POST"]
+
+    attempts = writes(faults.spans(outcome.trace_id, lambda spans: len(writes(spans)) >= 3))
+    assert [s.status_code for s in sorted(attempts, key=lambda s: s.start_ns)] == [ERROR, ERROR, 0]
+
+
+def test_a_retried_submission_does_not_run_the_code_twice(faults: FaultChain) -> None:
+    token = secrets.token_hex(6)
+    first = faults.run(code_prompt(token, 0.5), token=token)
+    again = faults.run(code_prompt(token, 0.5), token=token)
+    assert first.status == again.status == "Completed"
+    assert again.operation_id == first.operation_id
+    assert again.body["result"]["text"] == first.body["result"]["text"]
+    assert faults.proxies["dynamic_sessions"].count("POST", rf"/executions\?.*conv-{token}") == 1
+    assert faults.proxies["langchain_api"].count("POST", r"/async-completions$") >= 1
