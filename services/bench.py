@@ -18,14 +18,20 @@ def _chain_bench() -> Any:
     return chain_bench
 
 
+TEXT = "start two chains (traced, untraced) and measure latency, tracing cost, throughput, code execution"
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
-    return _chain_bench().main(args)
+    bench = _chain_bench()
+    parser = argparse.ArgumentParser(prog="callstack bench", description=TEXT)
+    bench.add_arguments(parser)
+    return bench.main(parser.parse_args(args.bench_args))
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``bench`` to the ``callstack`` subcommands."""
-    text = "start two chains (traced, untraced) and measure latency, tracing cost, throughput, code execution"
-    command = subparsers.add_parser("bench", help=text, description=text)
-    _chain_bench().add_arguments(command)
+    """Add ``bench`` to the ``callstack`` subcommands; its options are parsed (and the benchmark imported)
+    only when it runs, so every other command starts without that import."""
+    command = subparsers.add_parser("bench", help=TEXT, description=TEXT, add_help=False)
+    command.add_argument("bench_args", nargs=argparse.REMAINDER, help="see `callstack bench --help`")
     command.set_defaults(func=cmd_bench)
     return command

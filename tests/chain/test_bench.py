@@ -1,0 +1,28 @@
+"""`callstack bench` end to end, at its smallest: every figure the issue names comes out, measured."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from services.launcher import REPO
+
+KEYS = ("e2e_p50_ms", "e2e_p95_ms", "chain_overhead_p50_ms", "tracing_overhead_ratio", "throughput_per_s",
+        "code_exec_warm_p50_ms", "session_first_exec_p50_ms")
+
+
+def test_callstack_bench_prints_every_figure_as_json() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "services.cli", "bench", "--json", "--runs", "3", "--warmup", "1", "--rounds", "1",
+         "--seconds", "1", "--code-runs", "3", "--cold-runs", "1"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    figures = json.loads(completed.stdout.strip().splitlines()[-1])
+    for key in KEYS:
+        assert isinstance(figures[key], int | float) and figures[key] > 0, (key, figures[key])
+    assert figures["failures"] == 0 and figures["completions"] > 0
+    assert figures["e2e_p95_ms"] >= figures["e2e_p50_ms"]
+    hops = figures["per_hop_self_p50_ms"]
+    assert {"core-api", "orchestration-api", "langchain-api", "state-api", "context-api"} <= set(hops)
