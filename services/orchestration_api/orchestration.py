@@ -6,6 +6,7 @@ written to State API when it can be, so the status polls see the same answer as 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from services.common.errors import HopError
@@ -32,9 +33,13 @@ class AgentOrchestration:
     async def start(self, instance_id: str, request: CompletionRequest, identity: UnifiedUserIdentity
                     ) -> dict[str, Any]:
         operation_id = request.operation_id or ""
+        self._builder.agent(request.agent_name)  # an unknown agent is refused before anything is created
         try:
-            agent, objects = await self._builder.build(instance_id, request, identity)
-            await self._state.create(instance_id, operation_id, identity.upn)
+            # The operation's State record does not depend on the build: both go out at once.
+            (agent, objects), _ = await asyncio.gather(
+                self._builder.build(instance_id, request, identity),
+                self._state.create(instance_id, operation_id, identity.upn),
+            )
             llm_request = {
                 "operation_id": operation_id,
                 "session_id": request.session_id,
