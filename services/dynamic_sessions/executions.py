@@ -9,14 +9,26 @@ import uuid
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 
-from services.code_execution import ExecutionRecord, ExecutionSpec
+from services.code_execution import ExecutionRecord, ExecutionSpec, Executor
 from services.code_execution.models import ASYNCHRONOUS
 from services.dynamic_sessions.errors import AzureError
-from services.dynamic_sessions.models import CodeExecutionRequest, execution_resource
+from services.dynamic_sessions.models import CodeExecutionRequest, ExecutionProperties, execution_resource
 from services.dynamic_sessions.params import SessionCall, executions_api, require_bearer
 
 router = APIRouter(dependencies=[Depends(require_bearer)])
 OPERATION_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+
+def execution_spec(executor: Executor, body: ExecutionProperties, execution_type: str) -> ExecutionSpec:
+    """The executor's spec for a request of either api-version family; the pool's defaults fill gaps."""
+    config = executor.config
+    return ExecutionSpec(
+        code=body.source(),
+        timeout_s=float(body.timeout_in_seconds or config.default_timeout_s),
+        max_output=config.output_max_length if body.output_streams_max_length is None
+        else body.output_streams_max_length,
+        execution_type=execution_type,
+    )
 
 
 def operation_location(request: Request, call: SessionCall, execution_id: str) -> str:
@@ -46,14 +58,7 @@ async def execute(
     existing = executor.find_execution(session, execution_id)
     if existing is not None:  # a retried request with the same operation-id: no second execution
         return _answer(request, call, existing)
-    spec = ExecutionSpec(
-        code=body.source(),
-        timeout_s=float(body.timeout_in_seconds or executor.config.default_timeout_s),
-        max_output=executor.config.output_max_length
-        if body.output_streams_max_length is None
-        else body.output_streams_max_length,
-        execution_type=body.execution_type,
-    )
+    spec = execution_spec(executor, body, body.execution_type)
     if body.execution_type == ASYNCHRONOUS:
         record = executor.submit(session, spec, execution_id)
     else:

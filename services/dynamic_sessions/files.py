@@ -63,8 +63,8 @@ async def list_files(
     return JSONResponse({"value": [file_resource(entry) for entry in entries], "nextLink": None})
 
 
-@router.get("/files/{name}/content", summary="Download a file")
-async def content(name: str, path: str | None = PathQuery, call: SessionCall = Depends(executions_api)) -> Response:
+async def stream_content(call: SessionCall, path: str | None, name: str) -> Response:
+    """A session file's bytes, streamed (both api-version families download through here)."""
     files = call.executor.files(call.session())
     try:
         directory, file_name = split_file(path, name)
@@ -74,6 +74,11 @@ async def content(name: str, path: str | None = PathQuery, call: SessionCall = D
     except FileMissingError as error:
         raise missing(name) from error
     return stream_file(fd, entry.size, entry.name)
+
+
+@router.get("/files/{name}/content", summary="Download a file")
+async def content(name: str, path: str | None = PathQuery, call: SessionCall = Depends(executions_api)) -> Response:
+    return await stream_content(call, path, name)
 
 
 @router.get("/files/{name}", summary="Get a file's properties")

@@ -10,16 +10,12 @@ import uuid
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, Response
 
-from services.code_execution import ExecutionSpec
-from services.code_execution.files import FileMissingError, InvalidPathError, split_file
 from services.code_execution.models import SYNCHRONOUS
-from services.code_execution.web import stream_file
 from services.dynamic_sessions.errors import AzureError
-from services.dynamic_sessions.executions import OPERATION_ID
-from services.dynamic_sessions.files import invalid_path, missing, upload_into
+from services.dynamic_sessions.executions import OPERATION_ID, execution_spec
+from services.dynamic_sessions.files import stream_content, upload_into
 from services.dynamic_sessions.models import LegacyExecutionRequest, legacy_execution, legacy_file_list
 from services.dynamic_sessions.params import SessionCall, legacy_api, require_bearer
-from telemetry.context import run_in_thread
 
 router = APIRouter(dependencies=[Depends(require_bearer)])
 
@@ -37,13 +33,7 @@ async def execute(
     session = call.session()
     executor = call.executor
     started = time.perf_counter()
-    spec = ExecutionSpec(
-        code=properties.source(),
-        timeout_s=float(properties.timeout_in_seconds or executor.config.default_timeout_s),
-        max_output=executor.config.output_max_length
-        if properties.output_streams_max_length is None
-        else properties.output_streams_max_length,
-    )
+    spec = execution_spec(executor, properties, SYNCHRONOUS)
     valid_id = operation_id if operation_id and OPERATION_ID.fullmatch(operation_id) else None
     record = await executor.run(session, spec, valid_id or str(uuid.uuid4()))
     assert record.outcome is not None
@@ -65,13 +55,5 @@ async def upload(request: Request, call: SessionCall = Depends(legacy_api)) -> J
 
 @router.get("/files/content/{name:path}", summary="Download a file (2024-08-02-preview and before)")
 async def content(name: str, call: SessionCall = Depends(legacy_api)) -> Response:
-    files = call.executor.files(call.session())
-    try:
-        directory, file_name = split_file(None, name)
-        fd, entry = await run_in_thread(files.open_file, directory, file_name)
-    except InvalidPathError as error:
-        raise invalid_path(error) from error
-    except FileMissingError as error:
-        raise missing(name) from error
-    return stream_file(fd, entry.size, entry.name)
+    return await stream_content(call, None, name)
 
