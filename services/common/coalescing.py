@@ -1,4 +1,4 @@
-"""uvicorn's h11 protocol, with the writes of one event-loop step sent together.
+"""uvicorn's HTTP protocols (httptools, h11), with the writes of one event-loop step sent together.
 
 uvicorn writes a response's status line and headers, then its body, each straight to the socket:
 two sends, two TCP segments (TCP_NODELAY is on), and the caller wakes up twice, for every answer of
@@ -12,6 +12,7 @@ import asyncio
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
 class CoalescingTransport:
@@ -61,5 +62,10 @@ class CoalescingTransport:
 
 
 class CoalescingH11Protocol(H11Protocol):
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(CoalescingTransport(transport, asyncio.get_running_loop()))  # type: ignore[arg-type]
+
+
+class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(CoalescingTransport(transport, asyncio.get_running_loop()))  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ import httpx
 
 from services.common.auth import API_KEY_HEADER, USER_IDENTITY_HEADER
 from services.common.errors import HopError
+from services.common.keepalive import async_client
 from services.common.models import UnifiedUserIdentity
 from telemetry.context import record_failure
 from telemetry.setup import redact_session_ids
@@ -45,15 +46,12 @@ class HopClient:
         self.hop = hop
         default_headers = {API_KEY_HEADER: api_key} if api_key else {}
         default_headers.update(headers or {})
-        self._client = httpx.AsyncClient(
+        self._client = async_client(
             base_url=base_url,
             headers=default_headers,
             # Connecting gets the whole hop timeout: on a starved host an event-loop iteration can outlast a
             # short connect timeout, and a connect that succeeded is then reported as a ConnectTimeout.
             timeout=httpx.Timeout(timeout_s),
-            # Idle connections are dropped before the server's 5 s keep-alive ends: never a request on a
-            # connection the server is closing (RemoteProtocolError under load).
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=2.0),
         )
 
     async def request(

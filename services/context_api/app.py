@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from opentelemetry import trace
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from services.common.keepalive import async_client
 from services.common.service import create_service
 from services.common.settings import Settings
 from services.context_api import routes
@@ -43,11 +44,8 @@ class ContextApi:
         self.service: CodeSessionService | None = None
 
     async def start(self) -> None:
-        self.http = httpx.AsyncClient(
+        self.http = async_client(
             timeout=httpx.Timeout(self.config.pool_timeout_s, connect=min(self.config.pool_timeout_s, 10.0)),
-            # Idle connections are dropped before the server's 5 s keep-alive ends: never a request on a
-            # connection the server is closing (RemoteProtocolError under load).
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=2.0),
         )
         self.store = ContextStore(self.settings.data_dir / "context_api.db")
         self.files = ConversationFiles(self.settings.data_dir / "context_files", self.store)

@@ -35,6 +35,7 @@ from opentelemetry.context import Context
 from opentelemetry.propagate import inject
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode
 
+from services.common.keepalive import async_client
 from services.portal.errors import CoreApiError, CoreUnavailableError, OperationTimeoutError, failed_response
 from services.portal.operation import AdaptiveInterval, OperationView, view_of
 from telemetry import conventions as c
@@ -105,10 +106,10 @@ class PortalClient:
         self._interval = (poll_initial_s, poll_factor, poll_cap_s)
         self._pending: dict[str, _Pending] = {}
         self._submissions: OrderedDict[str, SpanContext] = OrderedDict()
-        self._http = httpx.AsyncClient(
+        self._http = async_client(
             headers=dict(headers or {}),
             timeout=httpx.Timeout(request_timeout_s, connect=min(request_timeout_s, 5.0)),
-            limits=httpx.Limits(max_connections=500, max_keepalive_connections=100),
+            limits=httpx.Limits(max_connections=500, max_keepalive_connections=100, keepalive_expiry=2.0),
         )
 
     async def __aenter__(self) -> PortalClient:
