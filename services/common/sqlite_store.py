@@ -6,9 +6,17 @@ median, 5 ms p95 here), so an accepted operation or result survives a power loss
 being killed, but fsyncs only at checkpoints: a power loss or an OS crash may roll back the last
 commits (never corrupting the database).
 
-Queries are short (one row by its key): without an fsync per commit they run on the event loop, which
-costs less than handing each one to a thread (~0.15 ms, more when the GIL is contended). With ``FULL``
-they run in a thread, so an fsync never blocks the loop.
+Not every write is a record to protect: ``transaction(..., durable=False)`` marks one that a later
+write supersedes (a progress status, an interim result, bookkeeping that can be rebuilt). It commits
+to the WAL without an fsync, on the event loop: it survives the process being killed or restarted at
+once, and a power loss from the next durable commit on, whose fsync flushes the whole WAL, the frames
+before it included. So a final result written non-durably and then its Completed status durably are
+both on disk before anyone can read that status.
+
+Queries are short (one row by its key). Reads run on the event loop, on a connection of their own (WAL
+readers never wait for the writer), which costs less than handing each one to a thread (~0.15 ms, more
+when the GIL is contended). Durable writes under ``FULL`` run in a thread, so an fsync never blocks the
+event loop.
 """
 
 from __future__ import annotations
@@ -44,27 +52,36 @@ class SqliteStore:
         self._reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._reader.row_factory = sqlite3.Row
         self._lock = threading.Lock()
-        self._off_loop = self.synchronous != "NORMAL"  # an fsync per commit must not block the event loop
+        self._fsyncs = self.synchronous != "NORMAL"
 
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.to_thread(fn, *args) if self._off_loop else fn(*args)
-
-    def _in_transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    def _in_transaction(self, work: Callable[[sqlite3.Connection], T], synchronous: str) -> T:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            if synchronous != self.synchronous:
+                self._db.execute(f"PRAGMA synchronous={synchronous}")
             try:
-                result = work(self._db)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-            return result
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    result = work(self._db)
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+                return result
+            finally:
+                if synchronous != self.synchronous:
+                    self._db.execute(f"PRAGMA synchronous={self.synchronous}")
 
-    async def transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        return await self._run(self._in_transaction, work)
+    async def transaction(self, work: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
+        """Run ``work`` in one write transaction; ``durable=False``: no fsync of its own (see above)."""
+        if durable and self._fsyncs:
+            return await asyncio.to_thread(self._in_transaction, work, self.synchronous)
+        synchronous = "NORMAL" if self._fsyncs else self.synchronous
+        if self._lock.locked():  # a durable commit holds the writer: wait for it in a thread, not on the loop
+            return await asyncio.to_thread(self._in_transaction, work, synchronous)
+        return self._in_transaction(work, synchronous)
 
-    async def execute(self, sql: str, params: Iterable[Any] = ()) -> None:
-        await self.transaction(lambda db: db.execute(sql, tuple(params)))
+    async def execute(self, sql: str, params: Iterable[Any] = (), *, durable: bool = True) -> None:
+        await self.transaction(lambda db: db.execute(sql, tuple(params)), durable=durable)
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         return self._reader.execute(sql, tuple(params)).fetchall()

@@ -63,6 +63,7 @@ class ContextStore:
         await self._db.execute(
             "INSERT INTO code_session_uploads (instance_id, upn, code_session_id, id, record) VALUES (?,?,?,?,?)",
             (record.instance_id, record.upn, record.code_session_id, record.id, record.model_dump_json()),
+            durable=False,  # bookkeeping for the download that follows: without it the tool just fails
         )
 
     async def upload(

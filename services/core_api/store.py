@@ -73,7 +73,7 @@ class OperationContexts:
                                 (json.dumps(final), operation_id))
             return cursor.rowcount == 1
 
-        return await self._db.transaction(work)
+        return await self._db.transaction(work, durable=False)  # State API keeps the end durably; this is a copy
 
 
 def _context(row: sqlite3.Row) -> OperationContext:

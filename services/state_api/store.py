@@ -114,7 +114,9 @@ class OperationStore:
             _log(db, row)
             return row, True
 
-        return await self._db.transaction(work)
+        # Only an end is fsynced on its own: an InProgress status is superseded by the next write, and the
+        # end's fsync also flushes every write before it (the final result included).
+        return await self._db.transaction(work, durable=OperationStatus(operation["status"]).is_terminal)
 
     async def get(self, operation_id: str) -> dict[str, Any] | None:
         row = await self._db.fetchone("SELECT * FROM operations WHERE operation_id = ?", (operation_id,))
@@ -164,7 +166,8 @@ class OperationStore:
             )
             return stored
 
-        return await self._db.transaction(work)
+        # Durable with the status that ends the operation (written after it, fsynced): see SqliteStore.
+        return await self._db.transaction(work, durable=False)
 
     async def latest_result(self, operation_id: str) -> dict[str, Any] | None:
         row = await self._db.fetchone(

@@ -1,4 +1,5 @@
-"""SqliteStore keeps every commit when its process is killed (WAL, synchronous=NORMAL by default)."""
+"""SqliteStore keeps every commit when its process is killed (WAL; synchronous=FULL by default, and
+non-durable writes, which skip their own fsync, are kept as well)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from services.common.sqlite_store import SqliteStore
 store = SqliteStore(Path(sys.argv[1]), {schema!r})
 async def main():
     for k in range(50):
-        await store.execute("INSERT INTO t VALUES (?, ?)", (k, "x" * 100))
+        await store.execute("INSERT INTO t VALUES (?, ?)", (k, "x" * 100), durable=k % 3 != 0)
     print("committed", flush=True)
     os.kill(os.getpid(), signal.SIGKILL)  # no close, no checkpoint: only the WAL holds the commits
 asyncio.run(main())
@@ -48,3 +49,21 @@ def test_the_mode_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("FLLM_SQLITE_SYNCHRONOUS", "OFF")
     with pytest.raises(ValueError):
         synchronous_from_env()
+
+
+def test_a_non_durable_write_leaves_the_store_fsyncing_the_next(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "store.db", SCHEMA, synchronous="FULL")
+
+    def mode(db: object) -> int:
+        return db.execute("PRAGMA synchronous").fetchone()[0]  # type: ignore[attr-defined]
+
+    async def main() -> tuple[int, int, int]:
+        during = await store.transaction(mode, durable=False)
+        after = await store.transaction(mode)
+        await store.execute("INSERT INTO t VALUES (1, 'a')", durable=False)
+        return during, after, len(await store.fetchall("SELECT k FROM t"))
+
+    try:
+        assert asyncio.run(main()) == (1, 2, 1)  # NORMAL for that write only, then FULL again
+    finally:
+        store.close()
