@@ -15,7 +15,7 @@ import asyncio
 import os
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Any
 
 import httpcore
@@ -118,18 +118,21 @@ class _Connection(asyncio.Protocol):
             self._head.exception()  # retrieved here: a failure before any request waits is not "never retrieved"
         self._wake()
 
-    async def send(self, request: httpcore.Request, write_timeout: float | None) -> None:
+    async def send(self, method: bytes, target: bytes, headers: Iterable[tuple[bytes, bytes]],
+                   body: bytes | AsyncIterable[bytes], write_timeout: float | None) -> None:
         self._reset()
-        assert self.transport is not None
-        head = [request.method, b" ", request.url.target, b" HTTP/1.1\r\n"]
+        head = [method, b" ", target, b" HTTP/1.1\r\n"]
         chunked = False
-        for name, value in request.headers:
+        for name, value in headers:
             head += [name, b": ", value, b"\r\n"]
             if name.lower() == b"transfer-encoding" and value.lower() == b"chunked":
                 chunked = True
         head.append(b"\r\n")
         out = b"".join(head)
-        async for chunk in request.stream:  # type: ignore[union-attr]
+        if isinstance(body, bytes):
+            await self._write(out + body, write_timeout)
+            return
+        async for chunk in body:
             if not chunk:
                 continue
             out += b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk
@@ -212,7 +215,7 @@ class _ResponseStream:
 class KeepAlivePool:
     """Stands in for ``httpcore.AsyncConnectionPool`` inside ``httpx.AsyncHTTPTransport``."""
 
-    def __init__(self, fallback: Any, limits: httpx.Limits) -> None:
+    def __init__(self, fallback: Any = None, limits: httpx.Limits = DEFAULT_LIMITS) -> None:
         self._fallback = fallback
         self._idle: dict[tuple[bytes, int], list[_Connection]] = {}
         self._max_idle = limits.max_keepalive_connections or 0
@@ -223,24 +226,46 @@ class KeepAlivePool:
         if request.url.scheme != b"http" or request.method in _FALLBACK_METHODS:
             return await self._fallback.handle_async_request(request)
         timeouts = request.extensions.get("timeout", {})
-        await self._slot(timeouts.get("pool"))
         key = (request.url.host, request.url.port or 80)
-        connection: _Connection | None = None
-        try:
-            connection = self._idle_connection(key) or await self._connect(key, timeouts.get("connect"))
-            await connection.send(request, timeouts.get("write"))
-            status, headers, reason = await connection.response_head(timeouts.get("read"))
-        except BaseException:
-            if connection is not None:
-                connection.close()
-            self._free_slot()
-            raise
+        connection, status, headers, reason = await self._exchange(
+            key, request.method, request.url.target, request.headers, request.stream, timeouts  # type: ignore[arg-type]
+        )
         return httpcore.Response(
             status,
             headers=headers,
             content=_ResponseStream(self, key, connection, timeouts.get("read")),
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason},
         )
+
+    async def request(self, host: bytes, port: int, method: bytes, target: bytes,
+                      headers: Iterable[tuple[bytes, bytes]], body: bytes,
+                      timeout: float | None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """One whole exchange without httpx around it: (status, headers, body). Failures raise httpcore's
+        exceptions, as through httpx they would raise httpx's namesakes."""
+        key = (host, port)
+        timeouts = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
+        connection, status, answer_headers, _ = await self._exchange(key, method, target, headers, body, timeouts)
+        try:
+            content = b"".join([chunk async for chunk in connection.body(timeout)])
+        finally:
+            self.release(key, connection)
+        return status, answer_headers, content
+
+    async def _exchange(self, key: tuple[bytes, int], method: bytes, target: bytes,
+                        headers: Iterable[tuple[bytes, bytes]], body: bytes | AsyncIterable[bytes],
+                        timeouts: dict[str, float | None]) -> tuple[_Connection, int, list[tuple[bytes, bytes]], bytes]:
+        await self._slot(timeouts.get("pool"))
+        connection: _Connection | None = None
+        try:
+            connection = self._idle_connection(key) or await self._connect(key, timeouts.get("connect"))
+            await connection.send(method, target, headers, body, timeouts.get("write"))
+            status, answer_headers, reason = await connection.response_head(timeouts.get("read"))
+        except BaseException:
+            if connection is not None:
+                connection.close()
+            self._free_slot()
+            raise
+        return connection, status, answer_headers, reason
 
     async def _slot(self, timeout: float | None) -> None:
         if self._slots is None:
@@ -296,7 +321,8 @@ class KeepAlivePool:
             for connection in idle:
                 connection.close()
         self._idle.clear()
-        await self._fallback.aclose()
+        if self._fallback is not None:
+            await self._fallback.aclose()
 
     async def __aenter__(self) -> KeepAlivePool:
         return self
