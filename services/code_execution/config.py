@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import site
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,4 +106,6 @@ class ExecutorConfig:
             "limits": self.limits.as_worker_config(),
             "deny_network": self.deny_network,
             "mount_namespace": self.mount_namespace,
+            # The interpreter starts without site (-S): it gets this server's site-packages folders instead.
+            "site_packages": [folder for folder in site.getsitepackages() if os.path.isdir(folder)],
         }

@@ -92,7 +92,9 @@ class WorkerProcess:
     async def spawn(cls, worker_config: dict[str, Any], timeout_s: float) -> WorkerProcess:
         try:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-I", "-B", WORKER_SCRIPT, json.dumps(worker_config),
+                # -S: no site start-up (its .pth hooks, an editable install's finder among them, cost ~20 ms per
+                # interpreter); the worker puts the site-packages folders on its path itself.
+                sys.executable, "-I", "-S", "-B", WORKER_SCRIPT, json.dumps(worker_config),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.DEVNULL,

@@ -497,6 +497,8 @@ def _take_protocol_fds() -> tuple[int, int]:
 
 def main() -> None:
     config = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+    # Started with -S: the server's site-packages folders, without running their .pth start-up hooks.
+    sys.path.extend(folder for folder in config.get("site_packages", []) if folder not in sys.path)
     requests, answers = _take_protocol_fds()
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-large write fails with EFBIG instead
     signal.signal(signal.SIGINT, signal.SIG_DFL)

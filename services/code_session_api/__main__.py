@@ -2,4 +2,4 @@ from services.code_session_api import create_app
 from services.common.service import run
 
 if __name__ == "__main__":
-    run("code_session_api", create_app)
+    run("code_session_api", create_app, starts_processes=True)  # the code interpreters

@@ -39,18 +39,18 @@ async def authorize(request: Request, instanceId: str) -> str:  # noqa: N803 - F
     return settings.instance_id
 
 
-def identity(request: Request) -> UnifiedUserIdentity:
+async def identity(request: Request) -> UnifiedUserIdentity:
     found = user_identity(request)
     assert found is not None
     annotate({c.ATTR_USER_ID: found.user_id})
     return found
 
 
-def service(request: Request) -> CodeSessionService:
+async def service(request: Request) -> CodeSessionService:
     return request.app.state.context.service
 
 
-def conversation_files(request: Request) -> ConversationFiles:
+async def conversation_files(request: Request) -> ConversationFiles:
     return request.app.state.context.files
 
 

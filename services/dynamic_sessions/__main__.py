@@ -2,4 +2,4 @@ from services.common.service import run
 from services.dynamic_sessions import create_app
 
 if __name__ == "__main__":
-    run("dynamic_sessions", create_app)
+    run("dynamic_sessions", create_app, starts_processes=True)  # the code interpreters

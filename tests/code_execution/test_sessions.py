@@ -43,6 +43,13 @@ def test_variables_imports_functions_and_files_persist(emulator: Harness) -> Non
     assert other["status"] == "Failed" and "NameError" in other["result"]["stderr"]
 
 
+def test_installed_packages_can_be_imported(emulator: Harness) -> None:
+    # The interpreter starts without site (-S) and puts the site-packages folders on its path itself.
+    body = result_of(emulator, new_id(), "import pydantic, httpx\nprint(pydantic.__name__, httpx.__name__)")
+    assert body["status"] == "Succeeded", body["result"]
+    assert body["result"]["stdout"] == "pydantic httpx\n"
+
+
 def test_output_streams_are_capped(emulator: Harness) -> None:
     identifier = new_id()
     capped = result_of(emulator, identifier, "import sys\nprint('a' * 10000)\nsys.stderr.write('e' * 500)",
