@@ -88,7 +88,7 @@ class ExecutorConfig:
         flag = lambda name: os.environ.get(name, "true").lower() not in {"0", "false", "off", "no"}  # noqa: E731
         return cls(
             sessions_dir=sessions_dir,
-            pool_size=_env_int("FLLM_CODE_POOL_SIZE", 2),
+            pool_size=_env_int("FLLM_CODE_POOL_SIZE", 4),
             max_sessions=_env_int("FLLM_CODE_MAX_SESSIONS", MAX_SESSIONS_LIMIT),
             cooldown_s=_env_float("FLLM_CODE_COOLDOWN_S", 300.0),
             default_timeout_s=min(_env_float("FLLM_CODE_DEFAULT_TIMEOUT_S", 120.0), MAX_TIMEOUT_S),
