@@ -286,9 +286,26 @@ class Sandbox:
         # /tmp and /var/tmp are the session's own: nothing is left for, or read from, another session.
         # /tmp last: the sources may themselves lie under /tmp.
         targets = [(data_dir, MNT_DATA)] + [(tmp_dir, "/var/tmp")] * os.path.isdir("/var/tmp") + [(tmp_dir, "/tmp")]
+        # An interpreter or site-packages installed under /tmp (a checkout there) must stay importable.
+        covered = [path for path in _interpreter_paths()
+                   if any(path == top or path.startswith(top + "/") for top in ("/tmp", "/var/tmp"))]
+        staged = []
+        for number, path in enumerate(covered):
+            stage = f"/mnt/.keep-{number}"
+            os.mkdir(stage)
+            if not _mount(path, stage, flags=MS_BIND | MS_REC):
+                return False
+            staged.append((path, stage))
         for source, target in targets:
             if not _mount(source, target, flags=MS_BIND | MS_NOSUID | MS_NODEV):
                 return False
+        for path, stage in staged:
+            os.makedirs(path, exist_ok=True)
+            if not (_mount(stage, path, flags=MS_BIND | MS_REC)
+                    and _mount(None, path, flags=MS_REMOUNT | MS_BIND | MS_RDONLY)):
+                return False
+            _libc().umount2(stage.encode(), MNT_DETACH)
+            os.rmdir(stage)
         self.filesystem = "mount-namespace"
         os.environ.update(HOME="/tmp", TMPDIR="/tmp")
         os.chdir(MNT_DATA)
