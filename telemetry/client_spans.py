@@ -18,6 +18,7 @@ from opentelemetry import trace
 from opentelemetry.propagate import inject
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+from telemetry.context import record_failure
 from telemetry.setup import redact_session_ids
 
 _TRACER_NAME = "fllm-callstack.hop-client"
@@ -54,10 +55,8 @@ def client_call(method: str, url: str, host: str, port: int,
     try:
         yield ClientCall(span)
     except BaseException as error:
-        if span.is_recording() and not isinstance(error, asyncio.CancelledError | GeneratorExit):
-            span.record_exception(error)
-            span.set_attribute("error.type", type(error).__qualname__)
-            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"[:512]))
+        if not isinstance(error, asyncio.CancelledError | GeneratorExit):
+            record_failure(error, span)
         raise
     finally:
         span.end()

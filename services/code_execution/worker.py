@@ -236,22 +236,35 @@ def _expose(paths: list[str]) -> bool:
     (e.g. a Python under /root): cover that folder with an empty tmpfs and bind back, read-only, only
     the children it needs. Everything else in the folder stays out of sight of the code."""
     for number, (ancestor, children) in enumerate(_blocked(paths).items()):
-        staged = []
-        for index, child in enumerate(sorted(children)):
-            stage = f"/mnt/.stage-{number}-{index}"
-            os.mkdir(stage)
-            if not _mount(child, stage, flags=MS_BIND | MS_REC):
-                return False
-            staged.append((child, stage))
-        if not _mount("tmpfs", ancestor, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755"):
+        staged = _stage(sorted(children), f"stage-{number}")
+        if staged is None or not _mount("tmpfs", ancestor, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755"):
             return False
-        for child, stage in staged:
-            os.mkdir(child)
-            if not (_mount(stage, child, flags=MS_BIND | MS_REC)
-                    and _mount(None, child, flags=MS_REMOUNT | MS_BIND | MS_RDONLY)):
-                return False
-            _libc().umount2(stage.encode(), MNT_DETACH)
-            os.rmdir(stage)
+        if not _bind_back_read_only(staged):
+            return False
+    return True
+
+
+def _stage(paths: list[str], tag: str) -> list[tuple[str, str]] | None:
+    """Bind each path to a folder under the private /mnt, before something is mounted over it."""
+    staged = []
+    for index, path in enumerate(paths):
+        stage = f"/mnt/.{tag}-{index}"
+        os.mkdir(stage)
+        if not _mount(path, stage, flags=MS_BIND | MS_REC):
+            return None
+        staged.append((path, stage))
+    return staged
+
+
+def _bind_back_read_only(staged: list[tuple[str, str]]) -> bool:
+    """Put staged paths back where they were, read-only, over whatever now covers them."""
+    for path, stage in staged:
+        os.makedirs(path, exist_ok=True)
+        if not (_mount(stage, path, flags=MS_BIND | MS_REC)
+                and _mount(None, path, flags=MS_REMOUNT | MS_BIND | MS_RDONLY)):
+            return False
+        _libc().umount2(stage.encode(), MNT_DETACH)
+        os.rmdir(stage)
     return True
 
 
@@ -289,23 +302,14 @@ class Sandbox:
         # An interpreter or site-packages installed under /tmp (a checkout there) must stay importable.
         covered = [path for path in _interpreter_paths()
                    if any(path == top or path.startswith(top + "/") for top in ("/tmp", "/var/tmp"))]
-        staged = []
-        for number, path in enumerate(covered):
-            stage = f"/mnt/.keep-{number}"
-            os.mkdir(stage)
-            if not _mount(path, stage, flags=MS_BIND | MS_REC):
-                return False
-            staged.append((path, stage))
+        staged = _stage(covered, "keep")
+        if staged is None:
+            return False
         for source, target in targets:
             if not _mount(source, target, flags=MS_BIND | MS_NOSUID | MS_NODEV):
                 return False
-        for path, stage in staged:
-            os.makedirs(path, exist_ok=True)
-            if not (_mount(stage, path, flags=MS_BIND | MS_REC)
-                    and _mount(None, path, flags=MS_REMOUNT | MS_BIND | MS_RDONLY)):
-                return False
-            _libc().umount2(stage.encode(), MNT_DETACH)
-            os.rmdir(stage)
+        if not _bind_back_read_only(staged):
+            return False
         self.filesystem = "mount-namespace"
         os.environ.update(HOME="/tmp", TMPDIR="/tmp")
         os.chdir(MNT_DATA)

@@ -61,11 +61,16 @@ class CoalescingTransport:
         return getattr(self._transport, name)
 
 
-class CoalescingH11Protocol(H11Protocol):
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(CoalescingTransport(transport, asyncio.get_running_loop()))  # type: ignore[arg-type]
+class _CoalescingWrites:
+    """Mixed in before a uvicorn protocol: its transport buffers the writes of one loop step."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(CoalescingTransport(transport, asyncio.get_running_loop()))  # type: ignore[misc]
 
 
-class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(CoalescingTransport(transport, asyncio.get_running_loop()))  # type: ignore[arg-type]
+class CoalescingH11Protocol(_CoalescingWrites, H11Protocol):
+    pass
+
+
+class CoalescingHttpToolsProtocol(_CoalescingWrites, HttpToolsProtocol):
+    pass

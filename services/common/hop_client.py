@@ -4,7 +4,6 @@ failures turned into a HopError that names the hop (connection refused, timeout,
 from __future__ import annotations
 
 import json as _json
-import os
 import re
 import urllib.parse
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ import httpx
 
 from services.common.auth import API_KEY_HEADER, USER_IDENTITY_HEADER
 from services.common.errors import HopError
-from services.common.keepalive import KeepAlivePool, async_client
+from services.common.keepalive import KeepAlivePool, async_client, lean_pool_enabled
 from services.common.models import UnifiedUserIdentity
 from telemetry.client_spans import client_call
 from telemetry.context import record_failure
@@ -74,7 +73,8 @@ class HopClient:
         url = urllib.parse.urlsplit(self._base)
         self._host, self._port, self._prefix = url.hostname or "", url.port or 80, url.path
         self._host_header = url.netloc.encode("ascii")
-        plain = url.scheme == "http" and os.environ.get("FLLM_HTTP_CLIENT", "keepalive").lower() != "httpcore"
+        self._host_bytes = self._host.encode("ascii")
+        plain = url.scheme == "http" and lean_pool_enabled()
         self._pool = KeepAlivePool() if plain else None
         # Connecting gets the whole hop timeout: on a starved host an event-loop iteration can outlast a
         # short connect timeout, and a connect that succeeded is then reported as a ConnectTimeout.
@@ -120,7 +120,7 @@ class HopClient:
             wire_headers = [(b"host", self._host_header), (b"content-length", b"%d" % len(body))]
             wire_headers += [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
             status, _, content = await self._pool.request(
-                self._host.encode("ascii"), self._port, method.encode("ascii"), target.encode("latin-1"),
+                self._host_bytes, self._port, method.encode("ascii"), target.encode("latin-1"),
                 wire_headers, body, timeout,
             )
             call.answered(status)

@@ -340,8 +340,13 @@ class KeepAliveTransport(httpx.AsyncHTTPTransport):
         self._pool = KeepAlivePool(self._pool, limits)  # type: ignore[assignment]
 
 
+def lean_pool_enabled() -> bool:
+    """False when ``FLLM_HTTP_CLIENT=httpcore``: httpx's own pool and client for every call."""
+    return os.environ.get("FLLM_HTTP_CLIENT", "keepalive").lower() != "httpcore"
+
+
 def async_client(*, limits: httpx.Limits = DEFAULT_LIMITS, **kwargs: Any) -> httpx.AsyncClient:
     """An ``httpx.AsyncClient`` for the next hop, on the lean pool unless ``FLLM_HTTP_CLIENT=httpcore``."""
-    if os.environ.get("FLLM_HTTP_CLIENT", "keepalive").lower() == "httpcore":
+    if not lean_pool_enabled():
         return httpx.AsyncClient(limits=limits, **kwargs)
     return httpx.AsyncClient(transport=KeepAliveTransport(limits=limits), **kwargs)
