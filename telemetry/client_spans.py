@@ -18,7 +18,7 @@ from opentelemetry import trace
 from opentelemetry.propagate import inject
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from telemetry.context import record_failure
+from telemetry.context import record_failure, tracer
 from telemetry.setup import redact_session_ids
 
 _TRACER_NAME = "fllm-callstack.hop-client"
@@ -42,7 +42,7 @@ class ClientCall:
 @contextmanager
 def client_call(method: str, url: str, host: str, port: int,
                 headers: MutableMapping[str, str]) -> Iterator[ClientCall]:
-    span = trace.get_tracer(_TRACER_NAME).start_span(method, kind=SpanKind.CLIENT)
+    span = tracer(_TRACER_NAME).start_span(method, kind=SpanKind.CLIENT)
     if span.is_recording():
         span.set_attributes({
             "http.request.method": method,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import hashlib
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
@@ -27,7 +28,11 @@ _background: set[asyncio.Task[Any]] = set()
 AttributeValue = str | bool | int | float | list[str]
 
 
+@functools.cache
 def tracer(name: str = "fllm-callstack") -> trace.Tracer:
+    """One tracer per name for the process: the SDK's ``get_tracer`` costs ~20 µs a call (it checks
+    its arguments for deprecations under a warnings filter). Before the provider is set this is the
+    API's proxy tracer, which follows the provider once it is."""
     return trace.get_tracer(name)
 
 
