@@ -51,6 +51,70 @@ class HopResponse:
     def text(self) -> str:
         return self.content.decode("utf-8", errors="replace")
 
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a plain-http request goes, encoded once: for the CLIENT span and for the wire."""
+
+    base: str  # scheme://netloc, for url.full
+    host: str
+    port: int
+    host_header: bytes
+    host_bytes: bytes
+
+    @classmethod
+    def of(cls, url: urllib.parse.SplitResult) -> Origin:
+        host = url.hostname or ""
+        return cls(f"{url.scheme}://{url.netloc}", host, url.port or 80, url.netloc.encode("ascii"),
+                   host.encode("ascii"))
+
+
+async def exchange(pool: KeepAlivePool, origin: Origin, method: str, target: str, headers: dict[str, str],
+                   body: bytes, timeout: float) -> HopResponse:
+    """One request on the keep-alive pool, inside its CLIENT span; failures raise httpcore's exceptions."""
+    with client_call(method, origin.base + target, origin.host, origin.port, headers) as call:
+        wire_headers = [(b"host", origin.host_header), (b"content-length", b"%d" % len(body))]
+        wire_headers += [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+        status, _, content = await pool.request(
+            origin.host_bytes, origin.port, method.encode("ascii"), target.encode("latin-1"), wire_headers, body,
+            timeout,
+        )
+        call.answered(status)
+    return HopResponse(status, content)
+
+
+class DirectClient:
+    """Plain-http requests to any origin (a session pool's endpoint, say) on one keep-alive pool, each with
+    its CLIENT span: what HopClient does for its one next hop, for callers whose origin varies per call."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self._pool = KeepAlivePool()
+        self._timeout_s = timeout_s
+
+    @staticmethod
+    def serves(url: str) -> bool:
+        return url.startswith("http://")
+
+    async def request(self, method: str, url: str, *, params: dict[str, str] | None = None,
+                      headers: dict[str, str] | None = None, json: Any = None) -> HopResponse:
+        parts = urllib.parse.urlsplit(url)
+        origin = Origin.of(parts)
+        headers = dict(headers or {})
+        body = b""
+        if json is not None:
+            body = _json.dumps(json).encode()
+            headers["content-type"] = "application/json"
+        query = "&".join(q for q in (parts.query, urllib.parse.urlencode(params or {})) if q)
+        target = (parts.path or "/") + ("?" + query if query else "")
+        return await exchange(self._pool, origin, method, target, headers, body, self._timeout_s)
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
+
 
 class HopClient:
     """Calls go straight to a ``KeepAlivePool`` with their own CLIENT span (telemetry.client_spans), not
@@ -71,9 +135,7 @@ class HopClient:
         self._timeout_s = timeout_s
         self._base = base_url.rstrip("/")
         url = urllib.parse.urlsplit(self._base)
-        self._host, self._port, self._prefix = url.hostname or "", url.port or 80, url.path
-        self._host_header = url.netloc.encode("ascii")
-        self._host_bytes = self._host.encode("ascii")
+        self._origin, self._prefix = Origin.of(url), url.path
         plain = url.scheme == "http" and lean_pool_enabled()
         self._pool = KeepAlivePool() if plain else None
         # Connecting gets the whole hop timeout: on a starved host an event-loop iteration can outlast a
@@ -116,15 +178,7 @@ class HopClient:
             assert self._httpx is not None
             answer = await self._httpx.request(method, target, content=body, headers=headers, timeout=timeout)
             return HopResponse(answer.status_code, answer.content)
-        with client_call(method, self._base + target, self._host, self._port, headers) as call:
-            wire_headers = [(b"host", self._host_header), (b"content-length", b"%d" % len(body))]
-            wire_headers += [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
-            status, _, content = await self._pool.request(
-                self._host_bytes, self._port, method.encode("ascii"), target.encode("latin-1"),
-                wire_headers, body, timeout,
-            )
-            call.answered(status)
-        return HopResponse(status, content)
+        return await exchange(self._pool, self._origin, method, target, headers, body, timeout)
 
     async def call(self, method: str, path: str, *, expect: tuple[int, ...] = (200,), **kwargs: Any) -> Any:
         """Send a request and return its JSON body; any other status than ``expect`` is a failure."""

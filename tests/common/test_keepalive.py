@@ -228,3 +228,27 @@ def test_the_stock_pool_stays_one_switch_away(monkeypatch: pytest.MonkeyPatch) -
     assert not isinstance(stock._transport, KeepAliveTransport)  # noqa: SLF001
     monkeypatch.delenv("FLLM_HTTP_CLIENT")
     assert isinstance(async_client()._transport, KeepAliveTransport)  # noqa: SLF001
+
+
+async def test_the_direct_client_reaches_any_origin_with_the_query_merged_and_a_json_body() -> None:
+    from services.common.hop_client import DirectClient
+
+    pool_a, pool_b = RawServer(answer(b'{"value": []}')), RawServer(answer(b"{}", "404 Not Found"))
+    async with pool_a as first, pool_b as second:
+        direct = DirectClient(timeout_s=5)
+        try:
+            listed = await direct.request("GET", f"{first}/files?api-version=1", params={"identifier": "s 1"})
+            created = await direct.request("POST", f"{second}/executions", headers={"authorization": "Bearer t"},
+                                           json={"code": "print(1)"})
+            again = await direct.request("GET", f"{first}/files")
+        finally:
+            await direct.aclose()
+    assert (listed.status_code, listed.json(), listed.is_success) == (200, {"value": []}, True)
+    assert (created.status_code, created.is_success) == (404, False)
+    assert again.is_success
+    assert pool_a.connections == 1 and pool_b.connections == 1  # each origin's connection is kept and reused
+    assert pool_a.requests[0].startswith(b"GET /files?api-version=1&identifier=s+1 HTTP/1.1\r\n")
+    assert pool_a.requests[1].startswith(b"GET /files HTTP/1.1\r\n")
+    sent = pool_b.requests[0]
+    assert b"authorization: Bearer t\r\n" in sent and b"content-type: application/json\r\n" in sent
+    assert json.loads(sent.split(b"\r\n\r\n", 1)[1]) == {"code": "print(1)"}

@@ -8,9 +8,11 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
+import httpcore
 import httpx
 
 from services.common.errors import HopError
+from services.common.hop_client import DirectClient, HopResponse
 from services.context_api.models import CodeExecutionResult
 from services.context_api.providers.tokens import TokenSource
 
@@ -53,7 +55,10 @@ class ProviderError(HopError):
         self.answer_status = answer_status
 
 
-def error_text(response: httpx.Response) -> str:
+Answer = httpx.Response | HopResponse
+
+
+def error_text(response: Answer) -> str:
     """The pool's own words: Azure's ``error.message``, FastAPI's ``detail``, or the body's start."""
     try:
         body = response.json()
@@ -75,8 +80,11 @@ class PoolClient:
     hop = ""
 
     def __init__(self, http: httpx.AsyncClient, tokens: TokenSource | None, api_version: str | None = API_VERSION,
-                 name: str | None = None) -> None:
+                 name: str | None = None, direct: DirectClient | None = None) -> None:
         self.http = http
+        # Plain-http calls without a file go straight to the keep-alive pool (no httpx layers per call);
+        # uploads (multipart) and https go through httpx.
+        self.direct = direct
         self.tokens = tokens  # None: no Authorization header (an override's local container)
         self.api_version = api_version
         self.name = name or self.name
@@ -86,7 +94,7 @@ class PoolClient:
         return {**params, "identifier": target.session_id, **extra}
 
     async def send(self, method: str, target: SessionTarget, path: str, step: str, *,
-                   query: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
+                   query: dict[str, str] | None = None, **kwargs: Any) -> Answer:
         """``path`` is already URL-encoded; ``step`` names the call in errors (no secrets in it)."""
         params = self._params(target, **(query or {}))
         headers: dict[str, str] = {}
@@ -98,10 +106,13 @@ class PoolClient:
                                502) from error
         url = f"{target.endpoint}{path}"  # telemetry hashes the identifier on the client span's url.full
         try:
-            response = await self.http.request(method, url, params=params, headers=headers, **kwargs)
-        except httpx.TimeoutException as error:
+            if self.direct is not None and self.direct.serves(url) and kwargs.keys() <= {"json"}:
+                response: Answer = await self.direct.request(method, url, params=params, headers=headers, **kwargs)
+            else:
+                response = await self.http.request(method, url, params=params, headers=headers, **kwargs)
+        except (httpx.TimeoutException, httpcore.TimeoutException) as error:
             raise self._failed(f"did not answer {step} in time ({type(error).__name__})", 504) from error
-        except httpx.TransportError as error:
+        except (httpx.TransportError, httpcore.NetworkError, httpcore.ProtocolError) as error:
             raise self._failed(f"could not be reached for {step} ({type(error).__name__}: {error})", 502) from error
         if response.status_code >= 500:
             raise self._failed(f"answered {response.status_code} to {step}: {error_text(response)}", 502,
@@ -112,11 +123,11 @@ class PoolClient:
         # Recorded by the step's hop_span and on the server span by the error handler, not here (once each).
         return ProviderError(self.hop, self.name, reason, answer_status, status_code)
 
-    def unexpected(self, response: httpx.Response, step: str) -> ProviderError:
+    def unexpected(self, response: Answer, step: str) -> ProviderError:
         return self._failed(f"answered {response.status_code} to {step}: {error_text(response)}", 502,
                             response.status_code)
 
-    def json_of(self, response: httpx.Response, step: str) -> Any:
+    def json_of(self, response: Answer, step: str) -> Any:
         try:
             return response.json()
         except ValueError as error:
