@@ -39,6 +39,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from telemetry import conventions as c
 from telemetry.context import hashed
 from telemetry.otlp_json import JsonLinesMetricExporter, JsonLinesSpanExporter
+from telemetry.otlp_proto import use_for_otlp_exporters
 
 APP_LOGGER = "foundationallm"
 _LOCAL_DEFAULTS = {
@@ -174,6 +175,7 @@ def _otlp_exporters(settings: TelemetrySettings) -> tuple[SpanExporter, object, 
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    use_for_otlp_exporters()
     return OTLPSpanExporter(), OTLPMetricExporter(), OTLPLogExporter()
 
 
