@@ -73,6 +73,7 @@ class ExecutorConfig:
     uid_count: int = UID_RANGE
     executions_kept: int = 256  # execution records kept per session for GET /executions/{id}
     spawn_timeout_s: float = 15.0
+    zygote: bool = True  # interpreters forked from a started one (zygote.py), not each started anew
 
     @classmethod
     def from_env(cls, data_dir: Path, service: str, uid_base: int | None = None) -> ExecutorConfig:
@@ -98,6 +99,7 @@ class ExecutorConfig:
             deny_network=flag("FLLM_CODE_DENY_NETWORK"),
             mount_namespace=flag("FLLM_CODE_MOUNT_NAMESPACE"),
             drop_privileges=flag("FLLM_CODE_DROP_PRIVILEGES"),
+            zygote=flag("FLLM_CODE_ZYGOTE"),
             uid_base=_env_int("FLLM_CODE_UID_BASE", uid_base if uid_base is not None else uid_range_of(sessions_dir)),
         )
 

@@ -25,6 +25,7 @@ from services.code_execution.models import (
 from services.code_execution.pool import WarmPool
 from services.code_execution.process import WorkerError, WorkerProcess, kill_uid_processes
 from services.code_execution.sessions import Session, SessionManager
+from services.code_execution.zygote import Zygote
 from telemetry import conventions as c
 from telemetry.context import annotate, hop_span, run_in_thread, spawn
 
@@ -45,6 +46,7 @@ class Executor:
         if config.drop_privileges and os.geteuid() == 0:
             uids = range(config.uid_base, config.uid_base + config.uid_count)
         self.sessions = SessionManager(config.sessions_dir, config.max_sessions, config.cooldown_s, uids)
+        self._zygote = Zygote(config.worker_config(), config.spawn_timeout_s) if config.zygote else None
         self.pool = WarmPool(self._spawn, config.pool_size)
         self.sandbox: dict[str, str] = {"identity": "session-uid" if uids is not None else "server-uid"}
         self._reaper: asyncio.Task[None] | None = None
@@ -71,6 +73,8 @@ class Executor:
         await self.pool.close()
         for session in self.sessions.all():
             await self._dispose(session, "the service stopped")
+        if self._zygote is not None:
+            await self._zygote.close()
 
     def status(self) -> dict[str, object]:
         return {
@@ -81,6 +85,11 @@ class Executor:
         }
 
     async def _spawn(self) -> WorkerProcess:
+        if self._zygote is not None:
+            try:
+                return await self._zygote.fork(self.config.spawn_timeout_s)
+            except WorkerError as error:  # started the long way; the next fork starts a new zygote
+                log.warning("zygote: %s", error)
         return await WorkerProcess.spawn(self.config.worker_config(), self.config.spawn_timeout_s)
 
     async def _reap_forever(self) -> None:

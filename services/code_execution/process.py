@@ -13,11 +13,14 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from services.code_execution.worker import HEADER, decode_header, encode_frame
 
 WORKER_SCRIPT = str(Path(__file__).with_name("worker.py"))
+# -S: no site start-up (its .pth hooks, an editable install's finder among them, cost ~20 ms per interpreter);
+# the worker puts the site-packages folders on its path itself.
+INTERPRETER = (sys.executable, "-I", "-S", "-B", WORKER_SCRIPT)
 
 # The whole environment the interpreter gets: nothing of the server's (no FLLM_*, no tokens).
 CHILD_ENV = {
@@ -77,8 +80,21 @@ def kill_uid_processes(uid: int) -> None:
             continue
 
 
+class Process(Protocol):
+    """What a started interpreter is to the executor: asyncio's subprocess, or a zygote's child."""
+
+    pid: int
+    stdin: asyncio.StreamWriter | None
+    stdout: asyncio.StreamReader | None
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def wait(self) -> int: ...
+
+
 class WorkerProcess:
-    def __init__(self, process: asyncio.subprocess.Process, ready: dict[str, Any]) -> None:
+    def __init__(self, process: Process, ready: dict[str, Any]) -> None:
         self._process = process
         self.pid = process.pid
         self.network = str(ready.get("network", "shared"))
@@ -92,9 +108,7 @@ class WorkerProcess:
     async def spawn(cls, worker_config: dict[str, Any], timeout_s: float) -> WorkerProcess:
         try:
             process = await asyncio.create_subprocess_exec(
-                # -S: no site start-up (its .pth hooks, an editable install's finder among them, cost ~20 ms per
-                # interpreter); the worker puts the site-packages folders on its path itself.
-                sys.executable, "-I", "-S", "-B", WORKER_SCRIPT, json.dumps(worker_config),
+                *INTERPRETER, json.dumps(worker_config),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.DEVNULL,
@@ -105,10 +119,16 @@ class WorkerProcess:
             )
         except OSError as error:
             raise WorkerError(f"the interpreter could not be started: {error}") from error
+        return await cls.started(process, timeout_s)
+
+    @classmethod
+    async def started(cls, process: Process, timeout_s: float) -> WorkerProcess:
+        """The interpreter once it said it is ready (sandboxed); killed if it does not in time."""
         try:
-            ready = await asyncio.wait_for(_read(process), timeout_s)
+            assert process.stdout is not None
+            ready = await asyncio.wait_for(_read(process.stdout), timeout_s)
         except (TimeoutError, asyncio.IncompleteReadError, ValueError) as error:
-            _kill_group(process.pid)
+            kill_group(process.pid)
             await process.wait()
             raise WorkerError(f"the interpreter did not start: {_describe_exit(process.returncode)}") from error
         return cls(process, ready)
@@ -142,7 +162,8 @@ class WorkerProcess:
         try:
             stdin.write(encode_frame(request))
             await stdin.drain()
-            return await asyncio.wait_for(_read(self._process), timeout_s)
+            assert self._process.stdout is not None
+            return await asyncio.wait_for(_read(self._process.stdout), timeout_s)
         except TimeoutError as error:
             self.kill("timeout")
             raise WorkerError(f"the execution exceeded its {timeout_s:g}-second timeout", timed_out=True) from error
@@ -166,7 +187,7 @@ class WorkerProcess:
         if not self.dead:
             self.dead = True
             self._kill_reason = self._kill_reason or reason
-            _kill_group(self.pid)
+            kill_group(self.pid)
 
     async def close(self) -> None:
         self.kill("closed")
@@ -174,14 +195,12 @@ class WorkerProcess:
             await self._process.wait()
 
 
-def _kill_group(pid: int) -> None:
+def kill_group(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
 
 
-async def _read(process: asyncio.subprocess.Process) -> dict[str, Any]:
-    stdout = process.stdout
-    assert stdout is not None
+async def _read(stdout: asyncio.StreamReader) -> dict[str, Any]:
     header = await stdout.readexactly(HEADER.size)
     body = await stdout.readexactly(decode_header(header))
     message = json.loads(body)
