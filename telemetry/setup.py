@@ -135,9 +135,11 @@ class FoundationaLLMBaggageProcessor(SpanProcessor):
     """Stamps the FoundationaLLM ids carried in baggage on every span, the automatic HTTP ones too."""
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        for key, value in baggage.get_all(parent_context).items():
-            if key.startswith("foundationallm.") and isinstance(value, str):
-                span.set_attribute(key, value)
+        entries = baggage.get_all(parent_context)
+        if entries:  # one set_attributes: each set_attribute call takes the span's lock and checks the value
+            ids = {k: v for k, v in entries.items() if k.startswith("foundationallm.") and isinstance(v, str)}
+            if ids:
+                span.set_attributes(ids)
 
 
 class _HashedOnceResource(Resource):

@@ -53,6 +53,16 @@ class SandboxLimits:
         }
 
 
+def _flag(name: str) -> bool:
+    """A switch that is on unless set to off/false/0/no."""
+    return os.environ.get(name, "true").lower() not in {"0", "false", "off", "no"}
+
+
+def zygote_enabled() -> bool:
+    """Interpreters forked from a zygote (``FLLM_CODE_ZYGOTE``)."""
+    return _flag("FLLM_CODE_ZYGOTE")
+
+
 @dataclass(frozen=True)
 class ExecutorConfig:
     """Everything the executor needs; ``sessions_dir`` holds one folder per live session."""
@@ -86,7 +96,6 @@ class ExecutorConfig:
             file_size_bytes=_env_int("FLLM_CODE_MAX_FILE_MB", 256) * MIB,
             open_files=_env_int("FLLM_CODE_MAX_OPEN_FILES", 1024),
         )
-        flag = lambda name: os.environ.get(name, "true").lower() not in {"0", "false", "off", "no"}  # noqa: E731
         return cls(
             sessions_dir=sessions_dir,
             pool_size=_env_int("FLLM_CODE_POOL_SIZE", 4),
@@ -96,10 +105,10 @@ class ExecutorConfig:
             output_max_length=_env_int("FLLM_CODE_OUTPUT_MAX_LENGTH", 4096),
             max_upload_bytes=_env_int("FLLM_CODE_MAX_UPLOAD_MB", 128) * MIB,
             limits=limits,
-            deny_network=flag("FLLM_CODE_DENY_NETWORK"),
-            mount_namespace=flag("FLLM_CODE_MOUNT_NAMESPACE"),
-            drop_privileges=flag("FLLM_CODE_DROP_PRIVILEGES"),
-            zygote=flag("FLLM_CODE_ZYGOTE"),
+            deny_network=_flag("FLLM_CODE_DENY_NETWORK"),
+            mount_namespace=_flag("FLLM_CODE_MOUNT_NAMESPACE"),
+            drop_privileges=_flag("FLLM_CODE_DROP_PRIVILEGES"),
+            zygote=zygote_enabled(),
             uid_base=_env_int("FLLM_CODE_UID_BASE", uid_base if uid_base is not None else uid_range_of(sessions_dir)),
         )
 

@@ -1,5 +1,7 @@
+from services.code_execution.config import zygote_enabled
 from services.code_session_api import create_app
 from services.common.service import run
 
 if __name__ == "__main__":
-    run("code_session_api", create_app, starts_processes=True)  # the code interpreters
+    # Forked by the zygote, the interpreters cost the server one start; otherwise it starts each itself.
+    run("code_session_api", create_app, starts_processes=not zygote_enabled())

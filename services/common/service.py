@@ -71,8 +71,9 @@ def run(package: str, factory: Callable[[], FastAPI], *, starts_processes: bool 
 
     The event loop is uvloop and requests are parsed by httptools, uvicorn's fast pair (``FLLM_LOOP=asyncio``
     and ``FLLM_HTTP_PARSER=h11`` are the pure-Python ones): each took ~5-10% off the chain's end to end.
-    A service that ``starts_processes`` keeps asyncio's loop: uvloop starts a process with a plain fork on
-    the loop's thread, which stalls a ~150 MB server for ~25 ms per interpreter; asyncio's vfork, ~4 ms.
+    A service that ``starts_processes`` (the code services with ``FLLM_CODE_ZYGOTE=off``) keeps asyncio's loop:
+    uvloop starts a process with a plain fork on the loop's thread, which stalls a ~150 MB server for ~25 ms
+    per interpreter; asyncio's vfork, ~4 ms. With the zygote, the server starts one process, once.
     """
     logging.basicConfig(level=os.environ.get("FLLM_LOG_LEVEL", "WARNING"))
     settings = Settings.from_env()
