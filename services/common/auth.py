@@ -37,6 +37,12 @@ def check_api_key(request: Request, expected: str) -> None:
         raise ServiceError(401, "A valid X-API-KEY header is required.")
 
 
+def identity_header(identity: UnifiedUserIdentity) -> str:
+    """The identity as the header carries it: JSON with every non-ASCII character escaped, since header
+    values travel as latin-1 bytes and a name such as 张伟 has none."""
+    return json.dumps(identity.model_dump(mode="json"), separators=(",", ":"))
+
+
 def user_identity(request: Request, required: bool = True) -> UnifiedUserIdentity | None:
     raw = request.headers.get(USER_IDENTITY_HEADER)
     if not raw:

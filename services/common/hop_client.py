@@ -12,7 +12,7 @@ from typing import Any
 import httpcore
 import httpx
 
-from services.common.auth import API_KEY_HEADER, USER_IDENTITY_HEADER
+from services.common.auth import API_KEY_HEADER, USER_IDENTITY_HEADER, identity_header
 from services.common.errors import HopError
 from services.common.keepalive import KeepAlivePool, async_client, lean_pool_enabled
 from services.common.models import UnifiedUserIdentity
@@ -155,7 +155,7 @@ class HopClient:
     ) -> HopResponse:
         request_headers = {**self._headers, **(headers or {})}
         if identity is not None:
-            request_headers[USER_IDENTITY_HEADER] = identity.model_dump_json()
+            request_headers[USER_IDENTITY_HEADER] = identity_header(identity)
         body = b""
         if json is not None:
             body = _json.dumps(json).encode()

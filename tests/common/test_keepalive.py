@@ -252,3 +252,21 @@ async def test_the_direct_client_reaches_any_origin_with_the_query_merged_and_a_
     sent = pool_b.requests[0]
     assert b"authorization: Bearer t\r\n" in sent and b"content-type: application/json\r\n" in sent
     assert json.loads(sent.split(b"\r\n\r\n", 1)[1]) == {"code": "print(1)"}
+
+
+async def test_an_identity_beyond_latin_1_reaches_the_next_hop_whole() -> None:
+    from services.common.auth import USER_IDENTITY_HEADER
+    from services.common.hop_client import HopClient
+    from services.common.models import UnifiedUserIdentity
+
+    identity = UnifiedUserIdentity(name="张伟 Zoë", upn="zhang.wei@例え.jp", user_id="u-1")
+    server = RawServer(answer(b"{}"))
+    async with server as base:
+        hop = HopClient("state-api", base)
+        try:
+            assert (await hop.request("GET", "/x", identity=identity)).status_code == 200
+        finally:
+            await hop.aclose()
+    head = server.requests[0].split(b"\r\n\r\n", 1)[0].decode("ascii")  # the header stayed ASCII
+    (line,) = [line for line in head.split("\r\n") if line.lower().startswith(USER_IDENTITY_HEADER.lower())]
+    assert UnifiedUserIdentity.model_validate(json.loads(line.split(":", 1)[1])) == identity
