@@ -14,8 +14,7 @@ import asyncio
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 
-from opentelemetry import trace
-from opentelemetry.propagate import inject
+from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from telemetry.context import record_failure, tracer
@@ -51,7 +50,7 @@ def client_call(method: str, url: str, host: str, port: int,
             "server.port": port,
             "network.protocol.version": "1.1",
         })
-        inject(headers, context=trace.set_span_in_context(span))
+        propagate.inject(headers, context=trace.set_span_in_context(span))
     try:
         yield ClientCall(span)
     except BaseException as error:

@@ -37,6 +37,7 @@ from opentelemetry.sdk.trace import Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from telemetry import conventions as c
+from telemetry import cost
 from telemetry.context import hashed
 from telemetry.otlp_json import JsonLinesMetricExporter, JsonLinesSpanExporter
 from telemetry.otlp_proto import use_for_otlp_exporters
@@ -198,6 +199,7 @@ def configure_telemetry(settings: TelemetrySettings) -> Telemetry:
     telemetry = Telemetry(settings)
     _active = telemetry
     if settings.disabled:
+        _measure_cost(telemetry)
         return telemetry
 
     resource = resource_for(settings)
@@ -242,7 +244,13 @@ def configure_telemetry(settings: TelemetrySettings) -> Telemetry:
             telemetry.logger_provider = logger_provider
 
     _instrument_httpx()
+    _measure_cost(telemetry)
     return telemetry
+
+
+def _measure_cost(telemetry: Telemetry) -> None:
+    if cost.enabled():
+        cost.install(telemetry.settings.service_name, telemetry.settings.data_dir, telemetry.span_exporters)
 
 
 def _configure_azure_monitor(

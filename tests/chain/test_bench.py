@@ -26,3 +26,23 @@ def test_callstack_bench_prints_every_figure_as_json() -> None:
     assert figures["e2e_p95_ms"] >= figures["e2e_p50_ms"]
     hops = figures["per_hop_self_p50_ms"]
     assert {"core-api", "orchestration-api", "langchain-api", "state-api", "context-api"} <= set(hops)
+
+
+def test_the_tracing_cost_benchmark_splits_the_cost_by_service_and_stage() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks.tracing_cost", "--json", "--runs", "3", "--warmup", "1"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    figures = json.loads(completed.stdout.strip().splitlines()[-1])
+    traced, untraced = figures["traced"], figures["untraced"]
+    assert traced["completions"] == untraced["completions"] == 3
+    services = {"core-api", "orchestration-api", "langchain-api", "state-api", "context-api", "dynamic-sessions"}
+    assert services <= set(traced["cpu_ms_per_completion_by_service"])
+    assert services <= set(untraced["cpu_ms_per_completion_by_service"])
+    stages = traced["stages_per_completion"]
+    # Every completion starts and ends its spans, and both exporters (file and OTLP) sent some.
+    assert stages["start_span"]["calls"] >= 20 and stages["span.end"]["calls"] >= 20
+    assert stages["context.extract"]["calls"] > 0 and stages["context.inject"]["calls"] > 0
+    assert {"export.JsonLinesSpanExporter", "export.OTLPSpanExporter"} <= set(stages)
+    assert untraced["stages_per_completion"].get("start_span") is None  # no SDK, no spans
