@@ -41,15 +41,15 @@ class ClientCall:
 @contextmanager
 def client_call(method: str, url: str, host: str, port: int,
                 headers: MutableMapping[str, str]) -> Iterator[ClientCall]:
-    span = tracer(_TRACER_NAME).start_span(method, kind=SpanKind.CLIENT)
-    if span.is_recording():
-        span.set_attributes({
-            "http.request.method": method,
-            "url.full": redact_session_ids(url),
-            "server.address": host,
-            "server.port": port,
-            "network.protocol.version": "1.1",
-        })
+    attributes = {
+        "http.request.method": method,
+        "url.full": redact_session_ids(url),
+        "server.address": host,
+        "server.port": port,
+        "network.protocol.version": "1.1",
+    }
+    span = tracer(_TRACER_NAME).start_span(method, kind=SpanKind.CLIENT, attributes=attributes)
+    if span.get_span_context().is_valid:  # a trace sampled out upstream is carried on as sampled out
         propagate.inject(headers, context=trace.set_span_in_context(span))
     try:
         yield ClientCall(span)
