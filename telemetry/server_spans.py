@@ -7,9 +7,10 @@ nothing matched); ``http.request.method``, ``url.scheme``, ``url.path``, ``url.q
 ``http.response.status_code``; ``error.type`` and an ERROR status for an exception or a 5xx answer. The
 caller's ``traceparent``, ``tracestate`` and ``baggage`` headers are its parent context.
 
-Why not FastAPI's: it cost ~230 µs of CPU per request against ~80 µs here, on every hop of every
-completion: a ``Headers`` object and a propagator getter per lookup, a request-telemetry object, route
-recording through the context and an extra middleware per request. A hop's own work is often less.
+Why not FastAPI's: tracing a request through it cost ~240 µs of CPU against ~120 µs here (the span's own
+SDK work included, exporters off), on every hop of every completion: a ``Headers`` object and a propagator
+getter per lookup, a request-telemetry object, route recording through the context, a tracer looked up
+per request and an extra middleware. A hop's own work is often less.
 """
 
 from __future__ import annotations
