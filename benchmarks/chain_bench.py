@@ -250,6 +250,7 @@ def report(traced: Side, untraced: Side, traces: dict[str, Any], code: dict[str,
            args: argparse.Namespace) -> dict[str, Any]:
     e2e, e2e_off = stats(traced.e2e_ms), stats(untraced.e2e_ms)
     rate, rate_off = statistics.median(traced.rates), statistics.median(untraced.rates)
+    paired = [t / u for t, u in zip(traced.rates, untraced.rates, strict=True)]
     return {
         "e2e_p50_ms": e2e.get("p50_ms"),
         "e2e_p95_ms": e2e.get("p95_ms"),
@@ -261,7 +262,7 @@ def report(traced: Side, untraced: Side, traces: dict[str, Any], code: dict[str,
         "throughput_per_s": round(rate, 2),
         # Each round runs the chains back to back: the ratio within a round sees one state of the machine
         # (this one's throughput drifts by a quarter over minutes); the median over the rounds.
-        "throughput_ratio": round(statistics.median(t / u for t, u in zip(traced.rates, untraced.rates)), 3),
+        "throughput_ratio": round(statistics.median(paired), 3),
         "per_hop_self_p50_ms": traces["per_hop_self_p50_ms"],
         "code_exec_warm_p50_ms": code.get("warm_session_print1", {}).get("p50_ms"),
         "session_first_exec_p50_ms": code.get("new_session_warm_pool", {}).get("p50_ms"),
