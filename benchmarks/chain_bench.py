@@ -226,21 +226,32 @@ def code_execution(runs: int, cold_runs: int) -> dict[str, Any]:
                 "new_session_cold": ms(first_executions(cold, cold_runs, 0))}
 
 
+@contextlib.contextmanager
+def side_by_side(data_dir: Path, otlp_endpoint: str, env: dict[str, str] | None = None) -> Iterator[list[Side]]:
+    """A traced chain (traces.jsonl and OTLP to ``otlp_endpoint``) and an untraced one, started; both
+    stopped at the end (SIGTERM: the services flush their spans)."""
+    uids = uid_bases()
+    common = {**CHAIN_ENV, **(env or {})}
+    sides = [
+        Side("traced", Chain(data_dir / "traced", ephemeral_ports=True, env={
+            **common, "FLLM_CODE_UID_BASE": uids[0], "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint})),
+        Side("untraced", Chain(data_dir / "untraced", ephemeral_ports=True, env={
+            **common, "FLLM_CODE_UID_BASE": uids[1], "OTEL_SDK_DISABLED": "true"})),
+    ]
+    try:
+        for side in sides:
+            side.chain.start()
+        yield sides
+    finally:
+        for side in sides:
+            side.chain.stop()
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="chain-bench-") as tmp, otlp_receiver() as endpoint:
-        uids = uid_bases()
-        traced = Side("traced", Chain(Path(tmp) / "traced", ephemeral_ports=True, env={
-            **CHAIN_ENV, "FLLM_CODE_UID_BASE": uids[0], "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}))
-        untraced = Side("untraced", Chain(Path(tmp) / "untraced", ephemeral_ports=True, env={
-            **CHAIN_ENV, "FLLM_CODE_UID_BASE": uids[1], "OTEL_SDK_DISABLED": "true"}))
-        sides = [traced, untraced]
-        try:
-            for side in sides:
-                side.chain.start()
+        with side_by_side(Path(tmp), endpoint) as sides:
             asyncio.run(measure(sides, args))
-        finally:
-            for side in sides:
-                side.chain.stop()  # SIGTERM: the services flush their spans
+        traced, untraced = sides
         traces = analyse_traces(traced, traced.chain.data_dir / "traces.jsonl")
     code = code_execution(args.code_runs, args.cold_runs) if args.code_runs else {}
     return report(traced, untraced, traces, code, args)

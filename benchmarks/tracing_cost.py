@@ -24,9 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.chain_bench import CHAIN_ENV, Side, ask, otlp_receiver, uid_bases
+from benchmarks.chain_bench import Side, ask, otlp_receiver, side_by_side
 from services.common.settings import DEFAULT_INSTANCE_ID
-from services.launcher import Chain
 from services.portal.client import PortalClient
 
 
@@ -94,22 +93,10 @@ def _summary(side: Side) -> dict[str, Any]:
 
 
 def run(runs: int, warmup: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="tracing-cost-") as tmp, otlp_receiver() as endpoint:
-        uids = uid_bases()
-        measured = {**CHAIN_ENV, "FLLM_TELEMETRY_COST": "on"}
-        traced = Side("traced", Chain(Path(tmp) / "traced", ephemeral_ports=True, env={
-            **measured, "FLLM_CODE_UID_BASE": uids[0], "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}))
-        untraced = Side("untraced", Chain(Path(tmp) / "untraced", ephemeral_ports=True, env={
-            **measured, "FLLM_CODE_UID_BASE": uids[1], "OTEL_SDK_DISABLED": "true"}))
-        sides = [traced, untraced]
-        try:
-            for side in sides:
-                side.chain.start()
-            asyncio.run(_measure(sides, runs, warmup))
-            result = {side.name: _summary(side) for side in sides}
-        finally:
-            for side in sides:
-                side.chain.stop()
+    with tempfile.TemporaryDirectory(prefix="tracing-cost-") as tmp, otlp_receiver() as endpoint, \
+            side_by_side(Path(tmp), endpoint, {"FLLM_TELEMETRY_COST": "on"}) as sides:
+        asyncio.run(_measure(sides, runs, warmup))
+        result = {side.name: _summary(side) for side in sides}
     result["tracing_cpu_ms_per_completion"] = round(
         result["traced"]["cpu_ms_per_completion"] - result["untraced"]["cpu_ms_per_completion"], 2)
     return result

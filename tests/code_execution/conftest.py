@@ -13,14 +13,13 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 from fastapi import FastAPI
-from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from services.code_execution import Executor, ExecutorConfig
 from services.code_execution.config import uid_range_of
 from services.common.settings import Settings
+from tests.in_process_spans import capture_spans
 
 T = TypeVar("T")
 TOKEN = "test-dynamic-sessions-token"
@@ -84,18 +83,7 @@ def _no_telemetry_files() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def span_exporter() -> InMemorySpanExporter:
     """Spans of every in-process app, whoever configured the process's tracer provider first."""
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        from services.common.service import start_telemetry
-
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("FLLM_TELEMETRY_FILE", "off")
-            start_telemetry("dynamic_sessions", Settings())
-        provider = trace.get_tracer_provider()
-    exporter = InMemorySpanExporter()
-    assert isinstance(provider, TracerProvider), "an SDK tracer provider is needed to collect spans"
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return exporter
+    return capture_spans("dynamic_sessions")
 
 
 def spans_named(exporter: InMemorySpanExporter, name: str) -> list[ReadableSpan]:

@@ -18,15 +18,14 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from services.common.models import UnifiedUserIdentity
 from services.common.settings import DEFAULT_INSTANCE_ID, Settings
 from services.context_api.config import CODE_INTERPRETER, CUSTOM_CONTAINER, ContextApiConfig
 from services.context_api.providers import TokenSource
+from tests.in_process_spans import capture_spans
 from tests.real_service import start_code_service
 
 REPO = Path(__file__).resolve().parents[2]
@@ -91,16 +90,7 @@ def span_exporter() -> Iterator[InMemorySpanExporter]:
     """Spans of the in-process Context API (telemetry is configured once per process, files off)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FLLM_TELEMETRY_FILE", "off")
-        provider = trace.get_tracer_provider()
-        if not isinstance(provider, TracerProvider):
-            from services.common.service import start_telemetry
-
-            start_telemetry("context_api", Settings())
-            provider = trace.get_tracer_provider()
-        assert isinstance(provider, TracerProvider)
-        exporter = InMemorySpanExporter()
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
-        yield exporter
+        yield capture_spans("context_api")
 
 
 def spans_named(exporter: InMemorySpanExporter, name: str) -> list[ReadableSpan]:

@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import pytest
 from opentelemetry import context, trace
-from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from services.common.settings import Settings
 from telemetry.client_spans import client_call
+from tests.in_process_spans import sdk_provider
 
 TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
 
 
 @pytest.fixture(scope="module", autouse=True)
 def sdk() -> None:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FLLM_TELEMETRY_FILE", "off")
-        if not isinstance(trace.get_tracer_provider(), TracerProvider):
-            from services.common.service import start_telemetry
-
-            start_telemetry("core_api", Settings())
+    sdk_provider("core_api")
 
 
 def call_under(flags: TraceFlags) -> dict[str, str]:

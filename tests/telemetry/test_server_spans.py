@@ -8,14 +8,12 @@ import pytest
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.testclient import TestClient
-from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from services.common.errors import install_error_handlers
-from services.common.settings import Settings
+from tests.in_process_spans import capture_spans
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
@@ -23,18 +21,8 @@ TRACEPARENT = f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"
 
 
 @pytest.fixture(scope="module")
-def spans() -> Iterator[InMemorySpanExporter]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FLLM_TELEMETRY_FILE", "off")
-        if not isinstance(trace.get_tracer_provider(), TracerProvider):
-            from services.common.service import start_telemetry
-
-            start_telemetry("state_api", Settings())
-    provider = trace.get_tracer_provider()
-    assert isinstance(provider, TracerProvider)
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield exporter
+def spans() -> InMemorySpanExporter:
+    return capture_spans("state_api")
 
 
 @pytest.fixture(scope="module")
