@@ -21,12 +21,11 @@ import pytest
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from services.common.settings import DEFAULT_INSTANCE_ID, Settings
+from services.common.settings import DEFAULT_INSTANCE_ID
+from tests.in_process_spans import capture_spans
 
 PROGRESS = "Running agent tools..."
 
@@ -207,18 +206,7 @@ def fake_core(fake_core_server: FakeCore) -> FakeCore:
 def span_exporter() -> InMemorySpanExporter:
     """Spans of this process, whoever configured its tracer provider first (as the services do,
     with the httpx instrumentation on, but no telemetry files)."""
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        from services.common.service import start_telemetry
-
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("FLLM_TELEMETRY_FILE", "off")
-            start_telemetry("portal", Settings())
-        provider = trace.get_tracer_provider()
-    assert isinstance(provider, TracerProvider), "an SDK tracer provider is needed to collect spans"
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return exporter
+    return capture_spans("portal")
 
 
 def spans_named(exporter: InMemorySpanExporter, name: str) -> list[ReadableSpan]:
