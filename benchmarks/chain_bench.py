@@ -36,13 +36,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from services.auth.client_tokens import bearer_source
 from services.common.settings import DEFAULT_INSTANCE_ID
 from services.launcher import REPO, Chain
 from services.portal.client import PortalClient
 from telemetry import conventions as c
-from telemetry.latency import percentile, self_times
-from telemetry.phases import is_poll_trace
-from telemetry.trace_sources import FileSource
+from telemetry.analysis.latency import percentile, self_times
+from telemetry.analysis.phases import is_poll_trace
+from telemetry.analysis.trace_sources import FileSource
 
 PROMPT = "Run this, please:\n```python\nprint(1)\n```"
 # An OTLP/HTTP endpoint that takes every export (keep-alive, as a collector) and answers an empty
@@ -164,7 +165,8 @@ async def load(side: Side, seconds: float, concurrency: int) -> float:
 
 async def measure(sides: list[Side], args: argparse.Namespace) -> None:
     for side in sides:
-        side.client = PortalClient(side.chain.url("core_api"), DEFAULT_INSTANCE_ID, timeout_s=60)
+        side.client = PortalClient(side.chain.url("core_api"), DEFAULT_INSTANCE_ID, timeout_s=60,
+                                   bearer=bearer_source(side.chain.data_dir))
     try:
         await latency(sides, args.runs, args.warmup)
         for round_no in range(args.rounds):
@@ -212,8 +214,6 @@ def analyse_traces(side: Side, path: Path) -> dict[str, Any]:
 
 
 def code_execution(runs: int, cold_runs: int) -> dict[str, Any]:
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
     from benchmarks.code_execution_bench import emulator, first_executions, warm_session
 
     def ms(samples: list[float]) -> dict[str, float]:

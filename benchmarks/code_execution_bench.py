@@ -5,8 +5,9 @@ measures, from an httpx client:
 
 1. a new session's first execution, warm pool vs cold (pool size 0); the warm case waits for the
    pool to refill between runs, so every sample is a pool hit;
-2. ``print(1)`` on a warm session (its interpreter already attached);
-3. executions per second with concurrent clients on separate sessions (client and server share the
+2. ``print(1)`` on a warm session (its sandbox already started);
+3. the same while another session leaves a busy ``setsid`` daemon behind (held to its own CPU quota);
+4. executions per second with concurrent clients on separate sessions (client and server share the
    machine's cores).
 
     .venv/bin/python benchmarks/code_execution_bench.py [--runs 200] [--seconds 5] [--concurrency 8]
@@ -118,6 +119,19 @@ def warm_session(server: Emulator, runs: int) -> list[float]:
     return samples
 
 
+BUSY_DAEMON = "import os\nif os.fork() == 0:\n    os.setsid()\n    while True:\n        pass\nprint(1)"
+
+
+def warm_session_beside_a_daemon(server: Emulator, runs: int) -> list[float]:
+    busy = f"bench-{uuid.uuid4().hex}"
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        execute(client, busy, BUSY_DAEMON)
+        try:
+            return warm_session(server, runs)
+        finally:
+            delete(client, busy)  # the daemon ends with its session
+
+
 async def throughput(server: Emulator, seconds: float, concurrency: int) -> tuple[float, list[float]]:
     body = {"codeInputType": "Inline", "executionType": "Synchronous", "code": "print(1)"}
     latencies: list[float] = []
@@ -179,6 +193,7 @@ def main() -> None:
             ("new session, first print(1), warm pool (2)", first_executions(warm, args.runs, 2)),
             ("new session, first print(1), cold (pool 0)", first_executions(cold, args.cold_runs, 0)),
             ("print(1) on a warm session", warm_session(warm, args.runs)),
+            ("print(1), warm, busy daemon in another session", warm_session_beside_a_daemon(warm, args.runs)),
         ]
         rate, latencies = asyncio.run(throughput(warm, args.seconds, args.concurrency))
         rows.append((f"print(1) under load, {args.concurrency} clients", latencies))

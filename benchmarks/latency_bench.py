@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from telemetry import conventions as c
-from telemetry.traces import Span, to_otlp
+from telemetry.analysis.traces import Span, to_otlp
 
 MS = 1_000_000
 ROUTE = c.ROUTE_ASYNC_COMPLETIONS
@@ -113,8 +113,8 @@ def generate(path: Path, traces: int, seed: int = 7) -> int:
 
 def measure(mode: str, path: str, trace_id: str) -> None:
     """Runs in a child process: one measurement, printed as JSON."""
-    from telemetry.latency import LatencyAnalysis
-    from telemetry.trace_sources import FileSource
+    from telemetry.analysis.latency import LatencyAnalysis
+    from telemetry.analysis.trace_sources import FileSource
 
     started, cpu_started = time.perf_counter(), time.process_time()
     if mode == "trace":

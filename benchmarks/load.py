@@ -45,12 +45,15 @@ from typing import Any
 import httpx
 import psutil
 
+from services.auth.local_issuer import LocalIssuer
 from services.common.settings import DEFAULT_INSTANCE_ID, service_name
 from services.launcher import Chain
+from services.registry import default_path
 
 CODE = "Run this:\n```python\nprint('load {token}', sum(range(1000)))\n```"
 EXPECTED = "load {token} 499500"
-CHAIN_SERVICES = {"core-api", "orchestration-api", "langchain-api", "state-api", "context-api", "dynamic-sessions"}
+# Every hop a default completion crosses but the portal (load submits to Core itself).
+CHAIN_SERVICES = {service_name(package) for package in default_path("core_api")}
 
 
 @dataclass
@@ -138,7 +141,9 @@ async def run_round(chain: Chain, concurrency: int, agent: str, timeout_s: float
                           keepalive_expiry=2.0)
     round_ = Round(rss_before=rss_mb(chain))
     started = time.monotonic()
-    async with httpx.AsyncClient(timeout=httpx.Timeout(180.0, connect=10.0), limits=limits) as client:
+    token = LocalIssuer.load(chain.data_dir).mint()  # the Core API's bearer token (`callstack token`)
+    async with httpx.AsyncClient(timeout=httpx.Timeout(180.0, connect=10.0), limits=limits,
+                                 headers={"Authorization": f"Bearer {token}"}) as client:
         round_.results = list(await asyncio.gather(*(one(client, base, agent, timeout_s) for _ in range(concurrency))))
     round_.wall_s = time.monotonic() - started
     round_.rss_after = rss_mb(chain)

@@ -1,5 +1,6 @@
 """Where the cost of tracing goes: CPU per completion in each service, traced and untraced side by side,
-and the traced chain's telemetry stage by stage (telemetry/cost.py).
+and the traced chain's telemetry stage by stage (benchmarks/telemetry_cost.py, put in each service process by
+benchmarks/cost_hook/sitecustomize.py).
 
 Two chains as in chain_bench.py (traced: traces.jsonl and OTLP/HTTP to a local receiver; untraced:
 ``OTEL_SDK_DISABLED=true``), both with ``FLLM_TELEMETRY_COST=on``. After a warm-up, every service starts
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.chain_bench import Side, ask, otlp_receiver, side_by_side
+from services.auth.client_tokens import bearer_source
 from services.common.settings import DEFAULT_INSTANCE_ID
 from services.portal.client import PortalClient
 
@@ -37,7 +39,8 @@ def _signal_all(side: Side, signum: int) -> None:
 
 async def _measure(sides: list[Side], runs: int, warmup: int) -> None:
     for side in sides:
-        side.client = PortalClient(side.chain.url("core_api"), DEFAULT_INSTANCE_ID, timeout_s=60)
+        side.client = PortalClient(side.chain.url("core_api"), DEFAULT_INSTANCE_ID, timeout_s=60,
+                                   bearer=bearer_source(side.chain.data_dir))
     try:
         for _ in range(warmup):
             for side in sides:
@@ -77,6 +80,8 @@ def _summary(side: Side) -> dict[str, Any]:
     stages: dict[str, dict[str, float]] = {}
     for report in _reports(side):
         per_service[report["service"]] = round(report["process_cpu_s"] / completions * 1000, 2)
+        if report.get("children_cpu_s", 0.0) > 0:
+            per_service[f"{report['service']} (children)"] = round(report["children_cpu_s"] / completions * 1000, 2)
         for stage, (calls, seconds) in report["stages"].items():
             total = stages.setdefault(stage, {"calls": 0.0, "cpu_ms": 0.0})
             total["calls"] += calls / completions
@@ -92,9 +97,15 @@ def _summary(side: Side) -> dict[str, Any]:
     }
 
 
+def _hook_path() -> str:
+    """The service processes import the cost hook (this folder's cost_hook) and the project."""
+    here = Path(__file__).resolve().parent
+    return os.pathsep.join([str(here / "cost_hook"), str(here.parent)])
+
+
 def run(runs: int, warmup: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="tracing-cost-") as tmp, otlp_receiver() as endpoint, \
-            side_by_side(Path(tmp), endpoint, {"FLLM_TELEMETRY_COST": "on"}) as sides:
+            side_by_side(Path(tmp), endpoint, {"FLLM_TELEMETRY_COST": "on", "PYTHONPATH": _hook_path()}) as sides:
         asyncio.run(_measure(sides, runs, warmup))
         result = {side.name: _summary(side) for side in sides}
     result["tracing_cpu_ms_per_completion"] = round(

@@ -4,16 +4,11 @@ code execution speed, measured side by side in one run (benchmarks/chain_bench.p
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
-
-from services.launcher import REPO
 
 
 def _chain_bench() -> Any:
-    if str(REPO) not in sys.path:  # benchmarks/ sits beside the installed packages, not in them
-        sys.path.insert(0, str(REPO))
-    from benchmarks import chain_bench
+    from benchmarks import chain_bench  # an installed package (pyproject's packages), imported when it runs
 
     return chain_bench
 

@@ -3,6 +3,7 @@
     callstack demo                      start every service, run one code prompt, print its trace, stop
     callstack up [--gatekeeper required] start every service on its default port until Ctrl-C
     callstack ask "PROMPT"              submit through Core API as the portal does, print the answer
+    callstack token                     print a bearer token for the Core API (the local issuer's)
     callstack trace TRACE_ID            a trace as a waterfall, critical path marked
     callstack latency                   where the time goes, over many traces
     callstack bench                     end-to-end latency, tracing overhead, throughput, per-hop cost
@@ -17,10 +18,12 @@ import os
 import signal
 import sys
 import threading
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
-from services.common.settings import Settings, service_name
+from services.auth.client_tokens import BearerSource, bearer_source
+from services.common.deployment_secrets import secrets_path
+from services.common.settings import PortalSettings, Settings, service_name
 from services.launcher import Chain, ChainError
 
 DEMO_PROMPT = """Which squares add up to the total below?
@@ -32,7 +35,7 @@ print("total:", sum(squares))
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
-    return Path(args.data_dir or os.environ.get("FLLM_DATA_DIR", ".callstack"))
+    return Path(args.data_dir) if args.data_dir else Settings().data_dir
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -49,6 +52,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         for package, service in chain.services.items():
             print(f"{service_name(package):18} {service.url}")
         print(f"\nportal: {chain.url('portal')}/   traces: {chain.data_dir / 'traces.jsonl'}")
+        print(f"secrets: {secrets_path(chain.data_dir)} (0600; keys set in the environment are used instead)\n"
+              f"Core API bearer token: callstack token --data-dir {chain.data_dir}")
         print("Ctrl-C stops every service.", flush=True)
         stop.wait()
     finally:
@@ -57,10 +62,11 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 async def _ask(core_url: str, instance_id: str, prompt: str, agent: str, traceparent: str | None,
-               jaeger_url: str | None, timeout_s: float) -> dict:
+               jaeger_url: str | None, timeout_s: float, bearer: BearerSource) -> dict:
     from services.portal.client import PortalClient
 
-    async with PortalClient(core_url, instance_id, jaeger_url=jaeger_url, timeout_s=timeout_s) as client:
+    async with PortalClient(core_url, instance_id, jaeger_url=jaeger_url, timeout_s=timeout_s,
+                            bearer=bearer) as client:
         result = await client.ask(prompt, agent_name=agent, traceparent=traceparent)
     answer = asdict(result)
     answer.pop("operation", None)
@@ -71,14 +77,19 @@ def ask(core_url: str, data_dir: Path, prompt: str, agent: str, traceparent: str
         timeout_s: float = 300.0) -> dict:
     """Submit a prompt as the portal does; the portal's spans go where every service's go."""
     from services.common.service import start_telemetry
+    from services.portal.errors import CoreApiError
     from telemetry.setup import shutdown_telemetry
 
     settings = Settings.from_env()
+    bearer = bearer_source(data_dir)
+    if bearer is None:
+        raise CoreApiError(f"no token for the Core API: set FLLM_CORE_API_TOKEN, or use the data dir of "
+                           f"`callstack up` (no local issuer key in {data_dir})", 401)
     os.environ.setdefault("FLLM_DATA_DIR", str(data_dir))
-    start_telemetry("portal", replace(settings, data_dir=data_dir))
+    start_telemetry("portal", settings.model_copy(update={"data_dir": data_dir}))
     try:
         return asyncio.run(_ask(core_url, settings.instance_id, prompt, agent, traceparent,
-                                os.environ.get("FLLM_JAEGER_URL"), timeout_s))
+                                PortalSettings().jaeger_url, timeout_s, bearer))
     finally:
         shutdown_telemetry()
 
@@ -96,12 +107,17 @@ def _print_answer(answer: dict) -> None:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     core_url = args.core_url or Settings.from_env().urls["core_api"]
-    from services.portal.errors import CoreUnavailableError
+    from services.portal.errors import CoreApiError, CoreUnavailableError
 
     try:
         answer = ask(core_url, _data_dir(args), args.prompt, args.agent, args.traceparent, args.timeout)
     except CoreUnavailableError as error:
         print(f"callstack ask: {error} (is `callstack up` running?)", file=sys.stderr)
+        return 2
+    except CoreApiError as error:
+        if error.status_code != 401:
+            raise
+        print(f"callstack ask: {error}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(answer))
@@ -124,7 +140,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _print_answer(answer)
     finally:
         chain.stop()
-    from telemetry.analysis_cli import print_trace
+    from telemetry.analysis.cli import print_trace
 
     print("\nThe operation's trace (one trace across every hop):")
     print_trace(answer["trace_id"], str(chain.data_dir / "traces.jsonl"), sys.stdout)
@@ -153,11 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     ask_command.add_argument("--traceparent", help="join this W3C trace context instead of starting a trace")
     ask_command.add_argument("--timeout", type=float, default=300.0)
     ask_command.add_argument("--json", action="store_true", help="print the answer as JSON")
+    from services.auth.token_cli import register as register_token
     from services.bench import register as register_bench
-    from telemetry.analysis_cli import register
+    from telemetry.analysis.cli import register
 
     register(sub)
     register_bench(sub)
+    register_token(sub)
     return parser
 
 

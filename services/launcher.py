@@ -1,8 +1,9 @@
 """Starts the chain: every service as its own process on loopback, healthy before it is used.
 
 Each service gets a socket bound here first and inherits it (``FLLM_FD``), so ports are known before
-any process starts and ephemeral ports are race-free. API keys for the internal hops and the code
-session token are generated per run. ``stop`` sends SIGTERM (services flush their spans) and kills
+any process starts and ephemeral ports are race-free. API keys for the internal hops, the code session
+token, the telemetry hash key and the local issuer's signing key are the data dir's (generated once, kept
+0600 there) unless the environment gives them. ``stop`` sends SIGTERM (services flush their spans) and kills
 whatever is still running after a grace period: no orphans.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -22,21 +22,11 @@ from pathlib import Path
 
 import httpx
 
-from services.common.settings import API_KEY_ENV, SERVICE_PORTS, service_name, url_env
+from services.common.deployment_secrets import deployment_secrets
+from services.common.settings import SERVICE_PORTS, service_name, url_env
+from services.registry import START_ORDER  # callees before callers
 
 REPO = Path(__file__).resolve().parents[1]
-# Callees before callers, so a caller's first request finds its next hop up.
-START_ORDER = (
-    "state_api",
-    "dynamic_sessions",
-    "code_session_api",
-    "context_api",
-    "langchain_api",
-    "orchestration_api",
-    "gatekeeper_api",
-    "core_api",
-    "portal",
-)
 
 
 class ChainError(RuntimeError):
@@ -77,8 +67,8 @@ class Chain:
         try:
             for package in self.packages:
                 self.services[package] = self._bind(package)
-            self.secrets_env = {var: secrets.token_urlsafe(24) for var in API_KEY_ENV.values()}
-            self.secrets_env["FLLM_DYNAMIC_SESSIONS_TOKEN"] = secrets.token_urlsafe(24)
+            # Keys and tokens given in the environment win; the rest are the data dir's (deployment_secrets.py).
+            self.secrets_env = deployment_secrets(self.data_dir, {**os.environ, **self.env}).env
             for package in self.packages:
                 self._spawn(self.services[package])
             self.wait_healthy(timeout_s)

@@ -9,9 +9,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
-import hashlib
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -21,9 +21,11 @@ from opentelemetry.propagate import extract, inject
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
 from telemetry import conventions as c
+from telemetry.id_hash import keyed_hash
 
 T = TypeVar("T")
 _background: set[asyncio.Task[Any]] = set()
+_RECORDED = "_foundationallm_recorded"
 
 AttributeValue = str | bool | int | float | list[str]
 
@@ -85,8 +87,9 @@ def link_to(traceparent: str) -> list[Link]:
 
 
 def hashed(value: str, length: int = 16) -> str:
-    """A stable, non-reversible stand-in for a secret identifier on spans."""
-    return hashlib.sha256(value.encode()).hexdigest()[:length]
+    """A stable, non-reversible stand-in for a secret identifier on spans: HMAC-SHA256 with the
+    deployment's key (telemetry/id_hash.py), so it cannot be reversed by guessing the id."""
+    return keyed_hash(value, length)
 
 
 def annotate(attributes: Mapping[str, AttributeValue | None], span: Span | None = None) -> None:
@@ -102,13 +105,19 @@ def set_operation_baggage(instance_id: str, operation_id: str) -> context.Contex
 
 
 def record_failure(error: BaseException, span: Span | None = None, hop: str | None = None) -> None:
+    """Mark ``span`` (default: the current one) failed. The exception event goes on the first span that
+    records this exception, where it happened; spans it passes through on its way up only get the status."""
     target = span or trace.get_current_span()
     if not target.is_recording():
         return
-    target.record_exception(error)
+    if not getattr(error, _RECORDED, False):
+        target.record_exception(error)
+        with contextlib.suppress(AttributeError):  # exceptions with __slots__ cannot be marked
+            setattr(error, _RECORDED, True)
     target.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"[:512]))
     target.set_attribute("error.type", type(error).__qualname__)
-    if hop:
+    hop = hop or getattr(error, "hop", None)  # a HopError names the hop that failed
+    if isinstance(hop, str) and hop:
         target.set_attribute(c.ATTR_FAILED_HOP, hop)
 
 

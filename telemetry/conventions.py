@@ -19,11 +19,11 @@ The shape of one completion's trace (service: span):
               state-api: PUT  .../operations/{operationId}                  (InProgress)
               langchain.workflow                background; child of the submission
                 chat {model}
-                langchain.tool_call             gen_ai.tool.name=code_interpreter
+                execute_tool code_interpreter   the tool call: gen_ai.tool.name, .call.id, .type
                   context-api: POST /instances/{instanceId}/codeSessions/{sessionId}/executeCode
                     dynamic-sessions: POST /executions   (or code-session-api: POST /code/execute)
                       code_session.acquire      warm pool hit / cold start / existing session
-                      execute_tool code_interpreter   the interpreter run
+                      code.execute              the interpreter run
                 langchain.write_result
                   state-api: POST .../result, then PUT .../operations/{operationId} (Completed)
       portal: portal.wait_for_result            from the 202 to the client seeing the end
@@ -34,30 +34,22 @@ link to the operation's trace; the poll's server spans carry foundationallm.oper
 
 from __future__ import annotations
 
+from services.registry import HOPS
+
 SERVICE_NAMESPACE = "foundationallm"
 
-# service.name of each hop: the package name with dashes.
-PORTAL = "portal"
-CORE_API = "core-api"
-GATEKEEPER_API = "gatekeeper-api"
-ORCHESTRATION_API = "orchestration-api"
-LANGCHAIN_API = "langchain-api"
-STATE_API = "state-api"
-CONTEXT_API = "context-api"
-DYNAMIC_SESSIONS = "dynamic-sessions"
-CODE_SESSION_API = "code-session-api"
+# service.name of each hop, from the registry of hops (services/registry.py).
+PORTAL = HOPS["portal"].name
+CORE_API = HOPS["core_api"].name
+GATEKEEPER_API = HOPS["gatekeeper_api"].name
+ORCHESTRATION_API = HOPS["orchestration_api"].name
+LANGCHAIN_API = HOPS["langchain_api"].name
+STATE_API = HOPS["state_api"].name
+CONTEXT_API = HOPS["context_api"].name
+DYNAMIC_SESSIONS = HOPS["dynamic_sessions"].name
+CODE_SESSION_API = HOPS["code_session_api"].name
 
-CHAIN_SERVICES = (
-    PORTAL,
-    CORE_API,
-    GATEKEEPER_API,
-    ORCHESTRATION_API,
-    LANGCHAIN_API,
-    STATE_API,
-    CONTEXT_API,
-    DYNAMIC_SESSIONS,
-    CODE_SESSION_API,
-)
+CHAIN_SERVICES = tuple(hop.name for hop in HOPS.values())
 
 # --- span names (besides the automatic HTTP server/client spans) ---
 SPAN_PORTAL_SUBMIT = "portal.submit"
@@ -66,11 +58,14 @@ SPAN_PORTAL_POLL = "portal.poll"
 SPAN_GATEKEEPER_CHECK = "gatekeeper.check_prompt"
 SPAN_ORCHESTRATION_BUILD = "orchestration.build"
 SPAN_LANGCHAIN_WORKFLOW = "langchain.workflow"
-SPAN_LANGCHAIN_TOOL_CALL = "langchain.tool_call"
+SPAN_EXECUTE_TOOL_PREFIX = "execute_tool"  # "execute_tool {gen_ai.tool.name}": one per tool call
+SPAN_LANGCHAIN_TOOL_CALL = "execute_tool code_interpreter"  # the code interpreter tool's call
+SPAN_LANGCHAIN_TOOL_CALL_BEFORE = "langchain.tool_call"  # its name in traces of earlier versions
 SPAN_LANGCHAIN_WRITE_RESULT = "langchain.write_result"
 SPAN_CHAT_PREFIX = "chat"  # "chat {model}"
 SPAN_CODE_SESSION_ACQUIRE = "code_session.acquire"
-SPAN_CODE_EXECUTE = "execute_tool code_interpreter"
+SPAN_CODE_EXECUTE = "code.execute"  # the interpreter run, under the tool call
+SPAN_CODE_EXECUTE_BEFORE = "execute_tool code_interpreter"  # its name in traces of earlier versions
 
 # Server span names of the routes the latency phases are cut at.
 ROUTE_ASYNC_COMPLETIONS = "/instances/{instanceId}/async-completions"
@@ -102,12 +97,14 @@ ATTR_PROMPT_TEXT = "foundationallm.prompt.text"  # only with FLLM_CAPTURE_PROMPT
 
 # GenAI semantic conventions (development status) for the model and tool spans.
 ATTR_GEN_AI_OPERATION = "gen_ai.operation.name"  # chat | execute_tool
+ATTR_GEN_AI_PROVIDER = "gen_ai.provider.name"
 ATTR_GEN_AI_MODEL = "gen_ai.request.model"
 ATTR_GEN_AI_TOOL_NAME = "gen_ai.tool.name"
 ATTR_GEN_AI_TOOL_CALL_ID = "gen_ai.tool.call.id"
 ATTR_GEN_AI_TOOL_TYPE = "gen_ai.tool.type"
 
 # The interpreter run (execute_tool code_interpreter) and the session acquire step.
+ATTR_CODE_EXECUTION_ID = "code.execution.id"
 ATTR_CODE_SIZE = "code.size_bytes"
 ATTR_CODE_SHA256 = "code.sha256"
 ATTR_CODE_STATUS = "code.execution.status"  # Succeeded | Failed
@@ -136,3 +133,7 @@ DURATION_BUCKETS_S = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
     1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 220.0, 300.0,
 )
+
+
+def execute_tool_span(tool_name: str) -> str:
+    return f"{SPAN_EXECUTE_TOOL_PREFIX} {tool_name}"

@@ -17,10 +17,8 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import re
 import threading
 import time
-import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,11 +34,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
+from services.common.settings import TelemetrySwitches
 from telemetry import conventions as c
-from telemetry import cost
-from telemetry.context import hashed
 from telemetry.otlp_json import JsonLinesMetricExporter, JsonLinesSpanExporter
-from telemetry.otlp_proto import use_for_otlp_exporters
 
 APP_LOGGER = "foundationallm"
 _LOCAL_DEFAULTS = {
@@ -73,8 +69,9 @@ def apply_local_defaults() -> None:
 
 def otlp_schedule_delay_ms() -> int | None:
     """The OTLP span batches' delay; None: OTEL_BSP_SCHEDULE_DELAY's, as every other batch."""
-    if os.environ.get("FLLM_OTLP_SCHEDULE_DELAY_MS"):
-        return int(os.environ["FLLM_OTLP_SCHEDULE_DELAY_MS"])
+    configured = TelemetrySwitches().otlp_schedule_delay_ms
+    if configured is not None:
+        return configured
     return OTLP_SCHEDULE_DELAY_MS if "OTEL_BSP_SCHEDULE_DELAY" in _defaulted else None
 
 
@@ -93,15 +90,16 @@ class TelemetrySettings:
     disabled: bool = False
 
     @classmethod
-    def from_env(cls, service_name: str, data_dir: Path) -> TelemetrySettings:
+    def from_env(cls, service_name: str, data_dir: Path, instance_id: str = "") -> TelemetrySettings:
         env = os.environ
+        switches = TelemetrySwitches()
         return cls(
             service_name=service_name,
             data_dir=data_dir,
-            service_version=env.get("FLLM_VERSION", "0.1.0"),
-            environment=env.get("FLLM_ENVIRONMENT", "local"),
-            instance_id=env.get("FLLM_INSTANCE_ID", ""),
-            file_export=env.get("FLLM_TELEMETRY_FILE", "on").lower() not in {"off", "false", "0"},
+            service_version=switches.version,
+            environment=switches.environment,
+            instance_id=instance_id or switches.instance_id,
+            file_export=switches.telemetry_file,
             otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
             otlp_protocol=env.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
             azure_connection_string=env.get("APPLICATIONINSIGHTS_CONNECTION_STRING", ""),
@@ -143,30 +141,16 @@ class FoundationaLLMBaggageProcessor(SpanProcessor):
                 span.set_attributes(ids)
 
 
-class _HashedOnceResource(Resource):
-    """A resource whose hash is computed once. Both span exporters group every span of a batch by its
-    resource, and ``Resource.__hash__`` serialises all the attributes to JSON on each call: ~35 µs per
-    span per exporter, in threads that share the GIL with the request path."""
-
-    def __init__(self, resource: Resource) -> None:
-        super().__init__(resource.attributes, resource.schema_url)
-        self._hash = super().__hash__()
-
-    def __hash__(self) -> int:
-        return self._hash
-
-
 def resource_for(settings: TelemetrySettings) -> Resource:
-    return _HashedOnceResource(Resource.create(
-        {
-            "service.name": settings.service_name,
-            "service.namespace": c.SERVICE_NAMESPACE,
-            "service.version": settings.service_version,
-            "service.instance.id": f"{platform.node()}-{os.getpid()}",
-            "deployment.environment.name": settings.environment,
-            c.ATTR_INSTANCE_ID: settings.instance_id,
-        }
-    ))
+    attributes = {
+        "service.name": settings.service_name,
+        "service.namespace": c.SERVICE_NAMESPACE,
+        "service.version": settings.service_version,
+        "service.instance.id": f"{platform.node()}-{os.getpid()}",
+        "deployment.environment.name": settings.environment,
+        c.ATTR_INSTANCE_ID: settings.instance_id,
+    }
+    return Resource.create({key: value for key, value in attributes.items() if value})
 
 
 def _otlp_exporters(settings: TelemetrySettings) -> tuple[SpanExporter, object, object]:
@@ -178,7 +162,6 @@ def _otlp_exporters(settings: TelemetrySettings) -> tuple[SpanExporter, object, 
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    use_for_otlp_exporters()
     return OTLPSpanExporter(), OTLPMetricExporter(), OTLPLogExporter()
 
 
@@ -199,7 +182,6 @@ def configure_telemetry(settings: TelemetrySettings) -> Telemetry:
     telemetry = Telemetry(settings)
     _active = telemetry
     if settings.disabled:
-        _measure_cost(telemetry)
         return telemetry
 
     resource = resource_for(settings)
@@ -243,14 +225,7 @@ def configure_telemetry(settings: TelemetrySettings) -> Telemetry:
             logging.getLogger(APP_LOGGER).addHandler(LoggingHandler(logger_provider=logger_provider))
             telemetry.logger_provider = logger_provider
 
-    _instrument_httpx()
-    _measure_cost(telemetry)
     return telemetry
-
-
-def _measure_cost(telemetry: Telemetry) -> None:
-    if cost.enabled():
-        cost.install(telemetry.settings.service_name, telemetry.settings.data_dir, telemetry.span_exporters)
 
 
 def _configure_azure_monitor(
@@ -271,49 +246,14 @@ def _configure_azure_monitor(
         span_processors=span_processors,
         metric_readers=metric_readers,
         views=_histogram_views(),
-        # We instrument FastAPI and httpx ourselves, once, with our own exclusions.
+        # The services instrument their app and their httpx clients themselves, once, with their own
+        # exclusions and hooks (telemetry.server, telemetry.http_client).
         instrumentation_options={"fastapi": {"enabled": False}, "httpx": {"enabled": False}},
     )
     tracer_provider = trace.get_tracer_provider()
     meter_provider = metrics.get_meter_provider()
     telemetry.tracer_provider = tracer_provider if isinstance(tracer_provider, TracerProvider) else None
     telemetry.meter_provider = meter_provider if isinstance(meter_provider, MeterProvider) else None
-
-
-_SESSION_IN_PATH = re.compile(r"(/codeSessions/)([^/?#]+)", re.IGNORECASE)
-_SESSION_IN_QUERY = re.compile(r"([?&]identifier=)([^&#]*)")
-
-
-def redact_session_ids(url: str) -> str:
-    """A URL with its code session identifiers (secrets: they name a live session) replaced by hashes."""
-    url = _SESSION_IN_PATH.sub(lambda m: m.group(1) + hashed(urllib.parse.unquote(m.group(2))), url)
-    return _SESSION_IN_QUERY.sub(lambda m: m.group(1) + hashed(urllib.parse.unquote_plus(m.group(2))), url)
-
-
-def _redact_client_span(span: Span, request: object) -> None:
-    url = str(getattr(request, "url", ""))
-    redacted = redact_session_ids(url)
-    if redacted != url and span.is_recording():
-        span.set_attribute("url.full", redacted)
-
-
-async def _redact_client_span_async(span: Span, request: object) -> None:
-    _redact_client_span(span, request)
-
-
-def _instrument_httpx() -> None:
-    # Must run before any AsyncClient exists: the instrumentor swaps the client classes.
-    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-
-    if not HTTPXClientInstrumentor().is_instrumented_by_opentelemetry:
-        # No client metrics either (span metrics cover them): a histogram record per request, for nothing.
-        HTTPXClientInstrumentor().instrument(
-            request_hook=_redact_client_span, async_request_hook=_redact_client_span_async,
-            meter_provider=metrics.NoOpMeterProvider(),
-        )
-
-
-HEALTH_PATHS = frozenset({"/status", "/status/", "/health", "/health/"})
 
 
 def shutdown_telemetry() -> None:

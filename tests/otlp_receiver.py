@@ -17,6 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from tests.loopback_http import LoopbackServer, Reply, Request
+from tests.wait import wait_quiet
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class ReceivedSpan:
     attributes: dict[str, object]
     events: tuple[str, ...]
     links: tuple[tuple[str, str], ...]  # (trace id, span id)
+    scope: str = ""  # the instrumentation scope's name
 
 
 def _value(any_value) -> object:  # noqa: ANN001 - protobuf AnyValue
@@ -84,6 +86,7 @@ class OtlpReceiver:
                         attributes={kv.key: _value(kv.value) for kv in span.attributes},
                         events=tuple(event.name for event in span.events),
                         links=tuple((link.trace_id.hex(), link.span_id.hex()) for link in span.links),
+                        scope=scope_spans.scope.name,
                     ))
         with self._lock:
             self.requests += 1
@@ -98,6 +101,12 @@ class OtlpReceiver:
     def trace(self, trace_id: str) -> list[ReceivedSpan]:
         with self._lock:
             return [span for span in self.spans if span.trace_id == trace_id]
+
+    def settle(self, trace_id: str, quiet_s: float, timeout_s: float = 10.0) -> list[ReceivedSpan]:
+        """The trace's spans once none came for ``quiet_s``: each service exports in batches (its
+        ``OTEL_BSP_SCHEDULE_DELAY`` apart) and nothing marks a trace's last one."""
+        wait_quiet(lambda: len(self.trace(trace_id)), f"the spans of trace {trace_id}", quiet_s, timeout_s)
+        return self.trace(trace_id)
 
     def wait_for(self, condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
         deadline = time.monotonic() + timeout_s

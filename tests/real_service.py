@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
 
 from services.launcher import Chain
+from tests.wait import WaitTimeout, wait_until
 
 
 def start_code_service(package: str, data_dir: Path, token: str, **env: str) -> Chain:
@@ -19,13 +19,17 @@ def start_code_service(package: str, data_dir: Path, token: str, **env: str) -> 
         "OTEL_BSP_SCHEDULE_DELAY": "50",
         **env,
     }).start()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{chain.url(package)}/status", timeout=1).json().get("warm_pool", {}).get("ready", 0) >= 1:
-                return chain
-        except (httpx.HTTPError, ValueError):
-            pass
-        time.sleep(0.05)
-    chain.stop()
-    raise RuntimeError(f"{package}'s warm pool was not ready in 30 s:\n{chain.log_tail(package)}")
+    try:
+        wait_until(lambda: warm_pool_ready(chain.url(package)), f"{package}'s warm pool", 30, every_s=0.05)
+    except WaitTimeout:
+        chain.stop()
+        raise RuntimeError(f"{package}'s warm pool was not ready in 30 s:\n{chain.log_tail(package)}") from None
+    return chain
+
+
+def warm_pool_ready(url: str) -> bool:
+    """One interpreter of the service's warm pool is ready."""
+    try:
+        return httpx.get(f"{url}/status", timeout=1).json().get("warm_pool", {}).get("ready", 0) >= 1
+    except (httpx.HTTPError, ValueError):
+        return False

@@ -2,24 +2,23 @@
 
 Design (see the module docstrings for details):
 
-- ``worker.py`` -- every session runs in its own interpreter *process*, never in the server: a
-  persistent ``python -I -B`` driven over pipes with a length-prefixed JSON protocol. Variables,
-  imports and files persist between executions; a trailing expression's ``repr`` is the result.
-- Sandbox, set up in the worker before any code runs, each step reported in ``/status`` and on the
-  ``code_session.acquire`` span: rlimits (address space, CPU budget, processes, file size, open files,
-  no core); a private network namespace (loopback only) when the server runs as root; a scrubbed
-  environment; a uid per session (no groups, ``no_new_privs``) when root.
-- ``/mnt/data``: in a private mount namespace the session folder is bind-mounted at ``/mnt/data``
-  (cwd) and a per-session folder at ``/tmp``, exactly the paths code expects. Without one, cwd is
-  the session folder and ``/mnt/data/...`` paths are rewritten to it by wrappers around ``open`` and
-  the ``os`` path functions (pathlib goes through them).
-- Session folders: ``<data dir>/sessions/<service>/<sha256 of the identifier>/{data,tmp}``.
-- ``pool.py`` keeps ``pool_size`` workers started and sandboxed (nothing heavy imported), so a new
-  session only pays an attach (bind mounts + uid switch, ~0.5 ms); refills run off the request path.
-- A timeout kills the interpreter's process group (and the session uid's strays); the next execution
-  of the session gets a new interpreter, with its files but not its variables.
-- ``executor.Executor`` ties sessions, the pool, execution, spans and metrics together; the HTTP faces
-  only translate their contracts (``services.dynamic_sessions``, ``services.code_session_api``).
+- ``interpreter/`` -- every session runs in its own interpreter *process*, never in the server: a
+  persistent ``python -I -S -B`` driven over two pipes with a length-prefixed JSON protocol, inside a
+  bubblewrap sandbox (``interpreter/launcher.py``): a private minimal root (the Python installation and
+  its site-packages read-only, nothing of the project but the interpreter package), its own PID, network,
+  IPC and UTS namespaces, ``/mnt/data`` and ``/tmp`` as size-limited tmpfs, a uid per session, no
+  descriptor but its pipes. Variables, imports and files persist between executions; a trailing
+  expression's ``repr`` is the result.
+- ``cgroups.py`` -- a cgroup per session (v1 or v2) for memory, CPU and processes: everything a session
+  starts, daemons included, counts against it and ends with it. rlimits back it up.
+- ``sessions.py`` -- a session owns a slot: folder, uid, cgroup and (as root) a tmpfs for ``/mnt/data``.
+- ``pool.py`` keeps ``pool_size`` slots with a sandbox started in each, so a new session runs its first
+  code at once; refills run off the request path.
+- A timeout kills the session's sandbox (every process it started); the next execution gets a new one
+  in the same slot, with the files but not the variables.
+- ``executor.Executor`` ties sessions, the pool, execution, spans and metrics together and reports what
+  the sandbox holds on this host (``/status``, ``code_session.sandbox.*`` on ``code_session.acquire``);
+  the HTTP faces only translate their contracts (``services.dynamic_sessions``, ``services.code_session_api``).
 """
 
 from services.code_execution.config import ExecutorConfig, SandboxLimits

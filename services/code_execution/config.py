@@ -1,28 +1,52 @@
-"""Limits and sizes of the code executor, from FLLM_CODE_* variables with local defaults."""
+"""Limits and sizes of the code executor: ``FLLM_CODE_*`` variables (``CodeExecutionSettings``),
+turned into the executor's ``ExecutorConfig`` for one service's sessions folder."""
 
 from __future__ import annotations
 
-import os
 import site
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, Field
+from pydantic_settings import SettingsConfigDict
+
+from services.common.settings.base import FllmSettings, lower
 
 MAX_TIMEOUT_S = 220  # the Dynamic Sessions limit per execution
 MAX_SESSIONS_LIMIT = 600  # the Dynamic Sessions pool maximum
 MIB = 1024 * 1024
-
-
-def _env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
-
-
-def _env_float(name: str, default: float) -> float:
-    return float(os.environ.get(name, default))
-
-
 UID_RANGE = 65_536
 UID_RANGES = 60_000  # 100_000 + 60_000 * 65_536 stays below the 32-bit uid limit
+
+SandboxMode = Literal["auto", "bwrap", "none"]
+
+
+class CodeExecutionSettings(FllmSettings):
+    """The executor's ``FLLM_CODE_*`` variables (a bad value: ``SettingsError`` naming the variable)."""
+
+    model_config = SettingsConfigDict(env_prefix="FLLM_CODE_")
+
+    pool_size: int = Field(4, ge=0, description="warm sandboxes waiting for a new session")
+    max_sessions: int = Field(MAX_SESSIONS_LIMIT, ge=1)
+    cooldown_s: float = Field(300.0, gt=0, description="idle time after which a session is disposed of")
+    default_timeout_s: float = Field(120.0, gt=0)
+    output_max_length: int = Field(4096, ge=0)
+    max_upload_mb: int = Field(128, ge=1)
+    memory_mb: int = Field(1024, ge=16, description="a session's memory (cgroup), and each process's (RLIMIT_AS)")
+    cpu_cores: float = Field(1.0, gt=0, description="a session's CPU share (cgroup CFS quota), in cores")
+    cpu_seconds: int = Field(1800, ge=1, description="CPU budget of one process of a session (RLIMIT_CPU)")
+    max_processes: int = Field(64, ge=4, description="processes of a session (cgroup pids; RLIMIT_NPROC per uid)")
+    disk_mb: int = Field(500, ge=1, description="a session's /mnt/data (size of its tmpfs)")
+    tmp_mb: int = Field(256, ge=1, description="a session's /tmp (size of its tmpfs)")
+    max_file_mb: int = Field(256, ge=1, description="largest file code may write (RLIMIT_FSIZE)")
+    max_open_files: int = Field(1024, ge=16)
+    deny_network: bool = True
+    drop_privileges: bool = Field(True, description="a uid per session when the server runs as root")
+    uid_base: int | None = Field(None, ge=1000)
+    sandbox: Annotated[SandboxMode, BeforeValidator(lower)] = Field(
+        "auto", description="bwrap: required; auto: bwrap where it works; none: no sandbox")
 
 
 def uid_range_of(sessions_dir: Path) -> int:
@@ -36,13 +60,16 @@ def uid_range_of(sessions_dir: Path) -> int:
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    memory_bytes: int = 1024 * MIB  # RLIMIT_AS
-    cpu_seconds: int = 1800  # RLIMIT_CPU: the CPU budget of a session's interpreter over its life
-    processes: int = 64  # RLIMIT_NPROC (enforced for the per-session uid; root is exempt)
-    file_size_bytes: int = 256 * MIB  # RLIMIT_FSIZE: largest file code may write
+    memory_bytes: int = 1024 * MIB  # cgroup memory of the session; RLIMIT_AS of each process
+    cpu_cores: float = 1.0  # cgroup CPU quota of the session
+    cpu_seconds: int = 1800  # RLIMIT_CPU of each process
+    processes: int = 64  # cgroup pids of the session; RLIMIT_NPROC of its uid
+    disk_bytes: int = 500 * MIB  # /mnt/data tmpfs
+    tmp_bytes: int = 256 * MIB  # /tmp tmpfs
+    file_size_bytes: int = 256 * MIB  # RLIMIT_FSIZE
     open_files: int = 1024  # RLIMIT_NOFILE
 
-    def as_worker_config(self) -> dict[str, int]:
+    def rlimits(self) -> dict[str, int]:
         return {
             "address_space": self.memory_bytes,
             "cpu_seconds": self.cpu_seconds,
@@ -51,16 +78,6 @@ class SandboxLimits:
             "open_files": self.open_files,
             "core": 0,
         }
-
-
-def _flag(name: str) -> bool:
-    """A switch that is on unless set to off/false/0/no."""
-    return os.environ.get(name, "true").lower() not in {"0", "false", "off", "no"}
-
-
-def zygote_enabled() -> bool:
-    """Interpreters forked from a zygote (``FLLM_CODE_ZYGOTE``)."""
-    return _flag("FLLM_CODE_ZYGOTE")
 
 
 @dataclass(frozen=True)
@@ -76,47 +93,33 @@ class ExecutorConfig:
     output_max_length: int = 4096  # outputStreamsMaxLength default
     max_upload_bytes: int = 128 * MIB
     limits: SandboxLimits = field(default_factory=SandboxLimits)
-    deny_network: bool = True  # private network namespace where the platform allows it
-    mount_namespace: bool = True  # /mnt/data as a real bind mount where the platform allows it
-    drop_privileges: bool = True  # a uid per session when the server runs as root
+    deny_network: bool = True
+    drop_privileges: bool = True
     uid_base: int = 600_000
     uid_count: int = UID_RANGE
     executions_kept: int = 256  # execution records kept per session for GET /executions/{id}
     spawn_timeout_s: float = 15.0
-    zygote: bool = True  # interpreters forked from a started one (zygote.py), not each started anew
+    sandbox: SandboxMode = "auto"
 
     @classmethod
     def from_env(cls, data_dir: Path, service: str, uid_base: int | None = None) -> ExecutorConfig:
         """``<data_dir>/sessions/<service>``; each service that runs code gets its own uid range."""
+        env = CodeExecutionSettings()
         sessions_dir = data_dir.resolve() / "sessions" / service
         limits = SandboxLimits(
-            memory_bytes=_env_int("FLLM_CODE_MEMORY_MB", 1024) * MIB,
-            cpu_seconds=_env_int("FLLM_CODE_CPU_SECONDS", 1800),
-            processes=_env_int("FLLM_CODE_MAX_PROCESSES", 64),
-            file_size_bytes=_env_int("FLLM_CODE_MAX_FILE_MB", 256) * MIB,
-            open_files=_env_int("FLLM_CODE_MAX_OPEN_FILES", 1024),
+            memory_bytes=env.memory_mb * MIB, cpu_cores=env.cpu_cores, cpu_seconds=env.cpu_seconds,
+            processes=env.max_processes, disk_bytes=env.disk_mb * MIB, tmp_bytes=env.tmp_mb * MIB,
+            file_size_bytes=env.max_file_mb * MIB, open_files=env.max_open_files,
         )
         return cls(
-            sessions_dir=sessions_dir,
-            pool_size=_env_int("FLLM_CODE_POOL_SIZE", 4),
-            max_sessions=_env_int("FLLM_CODE_MAX_SESSIONS", MAX_SESSIONS_LIMIT),
-            cooldown_s=_env_float("FLLM_CODE_COOLDOWN_S", 300.0),
-            default_timeout_s=min(_env_float("FLLM_CODE_DEFAULT_TIMEOUT_S", 120.0), MAX_TIMEOUT_S),
-            output_max_length=_env_int("FLLM_CODE_OUTPUT_MAX_LENGTH", 4096),
-            max_upload_bytes=_env_int("FLLM_CODE_MAX_UPLOAD_MB", 128) * MIB,
-            limits=limits,
-            deny_network=_flag("FLLM_CODE_DENY_NETWORK"),
-            mount_namespace=_flag("FLLM_CODE_MOUNT_NAMESPACE"),
-            drop_privileges=_flag("FLLM_CODE_DROP_PRIVILEGES"),
-            zygote=zygote_enabled(),
-            uid_base=_env_int("FLLM_CODE_UID_BASE", uid_base if uid_base is not None else uid_range_of(sessions_dir)),
+            sessions_dir=sessions_dir, pool_size=env.pool_size, max_sessions=env.max_sessions,
+            cooldown_s=env.cooldown_s, default_timeout_s=min(env.default_timeout_s, MAX_TIMEOUT_S),
+            output_max_length=env.output_max_length, max_upload_bytes=env.max_upload_mb * MIB, limits=limits,
+            deny_network=env.deny_network, drop_privileges=env.drop_privileges, sandbox=env.sandbox,
+            uid_base=env.uid_base or (uid_base if uid_base is not None else uid_range_of(sessions_dir)),
         )
 
-    def worker_config(self) -> dict[str, object]:
-        return {
-            "limits": self.limits.as_worker_config(),
-            "deny_network": self.deny_network,
-            "mount_namespace": self.mount_namespace,
-            # The interpreter starts without site (-S): it gets this server's site-packages folders instead.
-            "site_packages": [folder for folder in site.getsitepackages() if os.path.isdir(folder)],
-        }
+    @staticmethod
+    def site_packages() -> list[str]:
+        """The interpreter starts without site (-S): it gets this server's site-packages folders instead."""
+        return [folder for folder in site.getsitepackages() if Path(folder).is_dir()]

@@ -13,8 +13,10 @@ from opentelemetry import metrics
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import Span, Status, StatusCode
 
+from services.code_execution.cgroups import CgroupLimits
 from services.code_execution.config import ExecutorConfig
 from services.code_execution.files import SessionFiles
+from services.code_execution.host import HostSandbox
 from services.code_execution.models import (
     FAILED,
     ExecutionFailure,
@@ -22,20 +24,17 @@ from services.code_execution.models import (
     ExecutionRecord,
     ExecutionSpec,
 )
-from services.code_execution.pool import WarmPool
+from services.code_execution.pool import WarmPool, WarmSandbox
 from services.code_execution.process import WorkerError, WorkerProcess, kill_uid_processes
-from services.code_execution.sessions import Session, SessionManager
-from services.code_execution.zygote import Zygote
+from services.code_execution.sessions import Session, SessionLimitError, SessionManager, Slot
 from telemetry import conventions as c
 from telemetry.context import annotate, hop_span, run_in_thread, spawn
 
 log = logging.getLogger("foundationallm.code_execution")
 
-# Sandbox attributes of a new interpreter (on code_session.acquire). Not (yet) in telemetry.conventions.
-ATTR_SANDBOX_NETWORK = "code_session.sandbox.network"  # isolated | shared
-ATTR_SANDBOX_FILESYSTEM = "code_session.sandbox.filesystem"  # mount-namespace | path-rewrite
-ATTR_SANDBOX_IDENTITY = "code_session.sandbox.identity"  # session-uid | server-uid
-ATTACH_TIMEOUT_S = 10.0
+# What the sandbox holds on this host (on code_session.acquire, as code_session.sandbox.<key>, and in
+# /status). Not (yet) in telemetry.conventions.
+ATTR_SANDBOX_PREFIX = "code_session.sandbox."
 
 
 class Executor:
@@ -45,10 +44,13 @@ class Executor:
         uids = None
         if config.drop_privileges and os.geteuid() == 0:
             uids = range(config.uid_base, config.uid_base + config.uid_count)
-        self.sessions = SessionManager(config.sessions_dir, config.max_sessions, config.cooldown_s, uids)
-        self._zygote = Zygote(config.worker_config(), config.spawn_timeout_s) if config.zygote else None
-        self.pool = WarmPool(self._spawn, config.pool_size)
-        self.sandbox: dict[str, str] = {"identity": "session-uid" if uids is not None else "server-uid"}
+        limits = config.limits
+        self.sessions = SessionManager(
+            config.sessions_dir, config.max_sessions, config.cooldown_s, uids,
+            CgroupLimits(limits.memory_bytes, limits.cpu_cores, limits.processes), limits.disk_bytes,
+        )
+        self.pool = WarmPool(self._spawn_warm, self._discard_warm, config.pool_size)
+        self.host = HostSandbox(config)
         self._reaper: asyncio.Task[None] | None = None
         meter = metrics.get_meter("fllm-callstack.code_execution", meter_provider=meter_provider)
         self._duration = meter.create_histogram(
@@ -62,6 +64,7 @@ class Executor:
 
     async def start(self) -> None:
         await run_in_thread(self.sessions.prepare)
+        await run_in_thread(self.host.probe, self.sessions)
         self.pool.start()
         self._reaper = asyncio.get_running_loop().create_task(self._reap_forever())
 
@@ -73,24 +76,31 @@ class Executor:
         await self.pool.close()
         for session in self.sessions.all():
             await self._dispose(session, "the service stopped")
-        if self._zygote is not None:
-            await self._zygote.close()
+        if self.sessions.cgroups is not None:
+            await run_in_thread(self.sessions.cgroups.remove)
 
     def status(self) -> dict[str, object]:
         return {
             "sessions": len(self.sessions),
             "max_sessions": self.config.max_sessions,
             "warm_pool": {"size": self.pool.size, "ready": self.pool.ready_count},
-            "sandbox": dict(self.sandbox),
+            "sandbox": dict(self.host.report),
         }
 
-    async def _spawn(self) -> WorkerProcess:
-        if self._zygote is not None:
-            try:
-                return await self._zygote.fork(self.config.spawn_timeout_s)
-            except WorkerError as error:  # started the long way; the next fork starts a new zygote
-                log.warning("zygote: %s", error)
-        return await WorkerProcess.spawn(self.config.worker_config(), self.config.spawn_timeout_s)
+    async def _spawn(self, slot: Slot) -> WorkerProcess:
+        return await WorkerProcess.spawn(self.host.command(slot), slot.cgroup, self.config.spawn_timeout_s)
+
+    async def _spawn_warm(self) -> WarmSandbox:
+        slot = self.sessions.new_slot()
+        try:
+            return WarmSandbox(slot, await self._spawn(slot))
+        except BaseException:
+            await run_in_thread(self.sessions.release_slot, slot)
+            raise
+
+    async def _discard_warm(self, warm: WarmSandbox) -> None:
+        await warm.worker.close()
+        await run_in_thread(self.sessions.release_slot, warm.slot)
 
     async def _reap_forever(self) -> None:
         interval = max(0.05, min(5.0, self.config.cooldown_s / 4))
@@ -102,11 +112,30 @@ class Executor:
                 except Exception:  # keep reaping the others
                     log.exception("could not dispose of an expired session")
 
+    @property
+    def sandbox(self) -> dict[str, str]:
+        """What the sandbox holds on this host."""
+        return self.host.report
+
     # --- sessions ---
 
     def open_session(self, identifier: str) -> Session:
-        """The live session for ``identifier`` (allocated on first use); raises SessionLimitError."""
-        return self.sessions.open(identifier)[0]
+        """The live session for ``identifier`` (allocated on first use, in a warm sandbox when there is
+        one); raises SessionLimitError."""
+        session = self.sessions.get(identifier)
+        if session is not None:
+            return session
+        self.sessions.check_room()
+        warm = self.pool.take()
+        try:
+            session = self.sessions.open(identifier, warm.slot if warm else None)[0]
+        except SessionLimitError:
+            if warm is not None:
+                self.pool.give_back(warm)
+            raise
+        if warm is not None:
+            session.worker, session.worker_origin = warm.worker, "warm"
+        return session
 
     def find_session(self, identifier: str) -> Session | None:
         return self.sessions.get(identifier)
@@ -124,10 +153,13 @@ class Executor:
         if session.worker is not None:
             session.worker.kill(reason)
             await session.worker.close()
-        if session.uid is not None:
+        await self._sweep(session)
+        await run_in_thread(self.sessions.release_slot, session.slot)
+
+    async def _sweep(self, session: Session) -> None:
+        """Without a PID namespace or cgroup, processes that left the interpreter's group are found by uid."""
+        if self.host.bwrap is None and session.slot.cgroup is None and session.uid is not None:
             await run_in_thread(kill_uid_processes, session.uid)
-        await run_in_thread(self.sessions.delete_folder, session)
-        self.sessions.release_uid(session)
 
     def files(self, session: Session) -> SessionFiles:
         return SessionFiles(session.data_dir, session.uid)
@@ -189,38 +221,16 @@ class Executor:
             if session.closed:
                 raise WorkerError("the session was deleted")
             if session.worker is not None and session.worker.alive:
-                self._count_acquire("existing", span)
-                return session.worker
-            worker, result = self.pool.take(), "warm"
-            if worker is None or not await self._attach(session, worker):
-                worker, result = await self._spawn(), "cold"  # no warm interpreter (or it failed to attach)
-                if not await self._attach(session, worker):
-                    raise WorkerError("the interpreter could not enter the session")
+                result, session.worker_origin = session.worker_origin, "existing"
+            else:
+                session.worker = await self._spawn(session.slot)  # no warm sandbox, or the last one ended
+                result, session.worker_origin = "cold", "existing"
             if session.closed:  # deleted or expired while the interpreter was starting
-                await worker.close()
+                await session.worker.close()
                 raise WorkerError("the session was deleted")
-            session.worker = worker
-            self.sandbox = worker.report().as_dict()
-            annotate(
-                {
-                    ATTR_SANDBOX_NETWORK: self.sandbox["network"],
-                    ATTR_SANDBOX_FILESYSTEM: self.sandbox["filesystem"],
-                    ATTR_SANDBOX_IDENTITY: self.sandbox["identity"],
-                },
-                span,
-            )
+            annotate({ATTR_SANDBOX_PREFIX + key: value for key, value in self.host.report.items()}, span)
             self._count_acquire(result, span)
-            return worker
-
-    @staticmethod
-    async def _attach(session: Session, worker: WorkerProcess) -> bool:
-        try:
-            await worker.attach(session.data_dir, session.tmp_dir, session.uid, ATTACH_TIMEOUT_S)
-            return True
-        except WorkerError as error:
-            log.warning("an interpreter failed to attach: %s", error)
-            await worker.close()
-            return False
+            return session.worker
 
     def _count_acquire(self, result: str, span: Span) -> None:
         annotate({c.ATTR_CODE_SESSION_ACQUIRE: result}, span)
@@ -231,10 +241,7 @@ class Executor:
     ) -> ExecutionOutcome:
         code_bytes = spec.code.encode("utf-8", "surrogatepass")
         attributes = {
-            c.ATTR_GEN_AI_OPERATION: "execute_tool",
-            c.ATTR_GEN_AI_TOOL_NAME: "code_interpreter",
-            c.ATTR_GEN_AI_TOOL_TYPE: "extension",
-            c.ATTR_GEN_AI_TOOL_CALL_ID: execution_id,
+            c.ATTR_CODE_EXECUTION_ID: execution_id,
             c.ATTR_CODE_SESSION_ID_HASH: session.id_hash,
             c.ATTR_CODE_SESSION_PROVIDER: self.provider,
             c.ATTR_CODE_SIZE: len(code_bytes),
@@ -247,10 +254,12 @@ class Executor:
                 reply = await worker.execute(spec.code, spec.max_output, spec.named_results, spec.timeout_s)
                 outcome = _outcome_of(reply)
             except WorkerError as error:
-                session.worker = None  # the next execution gets a new interpreter; files are kept
+                # Everything the execution started ends with its sandbox; the next execution gets a new
+                # interpreter in the same slot (files are kept).
+                session.worker = None
+                await worker.close()
+                await self._sweep(session)
                 outcome = _interpreter_failure(error, time.perf_counter() - started, spec.max_output)
-                if session.uid is not None:
-                    await run_in_thread(kill_uid_processes, session.uid)  # strays outside the group
             duration_s = time.perf_counter() - started
             annotate(
                 {

@@ -1,6 +1,10 @@
-"""A session interpreter process as seen from the server: spawn, attach, execute, kill.
+"""A sandboxed session interpreter as the server sees it: start (bwrap), execute, kill.
 
-Talks to ``worker.py`` over asyncio subprocess pipes, so the event loop never blocks on code.
+The server starts ``bwrap`` with ``subprocess.Popen`` (``close_fds``: the child gets its two pipes and
+``/dev/null``, never the server's listening socket or anything else the server has open, whichever
+event loop runs) and talks to the interpreter over the pipes with asyncio, so the loop never blocks on
+code. Once the interpreter says it is ready, and before it runs any code, its processes are moved into
+the session's cgroup; everything it starts from then on is born there.
 """
 
 from __future__ import annotations
@@ -10,28 +14,13 @@ import contextlib
 import json
 import os
 import signal
-import sys
-from dataclasses import dataclass
+import subprocess
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from services.code_execution.worker import HEADER, decode_header, encode_frame
-
-WORKER_SCRIPT = str(Path(__file__).with_name("worker.py"))
-# -S: no site start-up (its .pth hooks, an editable install's finder among them, cost ~20 ms per interpreter);
-# the worker puts the site-packages folders on its path itself.
-INTERPRETER = (sys.executable, "-I", "-S", "-B", WORKER_SCRIPT)
-
-# The whole environment the interpreter gets: nothing of the server's (no FLLM_*, no tokens).
-CHILD_ENV = {
-    "PATH": "/usr/local/bin:/usr/bin:/bin",
-    "LANG": "C.UTF-8",
-    "LC_ALL": "C.UTF-8",
-    "HOME": "/tmp",
-    "TMPDIR": "/tmp",
-    "MPLBACKEND": "Agg",
-    "PYTHONIOENCODING": "utf-8",
-}
+from services.code_execution.cgroups import SessionCgroup
+from services.code_execution.interpreter.launcher import CHILD_ENV
+from services.code_execution.interpreter.protocol import HEADER, decode_header, encode_frame
 
 
 class WorkerError(Exception):
@@ -43,19 +32,11 @@ class WorkerError(Exception):
         self.exit_code = exit_code
 
 
-@dataclass(frozen=True)
-class SandboxReport:
-    network: str  # isolated | shared
-    filesystem: str  # mount-namespace | path-rewrite
-    identity: str  # session-uid | server-uid
-
-    def as_dict(self) -> dict[str, str]:
-        return {"network": self.network, "filesystem": self.filesystem, "identity": self.identity}
-
-
 def _describe_exit(code: int | None) -> str:
     if code is None:
         return "the interpreter stopped answering"
+    if code > 128:  # bwrap reports a child killed by a signal as 128 + the signal
+        code = 128 - code
     if code < 0:
         try:
             name = signal.Signals(-code).name
@@ -67,7 +48,7 @@ def _describe_exit(code: int | None) -> str:
 
 
 def kill_uid_processes(uid: int) -> None:
-    """SIGKILL every process of a session's own uid (catches children that left the process group)."""
+    """SIGKILL every process of a session's own uid (without a cgroup: the sweep for strays)."""
     if os.geteuid() != 0:
         return
     for entry in os.listdir("/proc"):
@@ -80,74 +61,73 @@ def kill_uid_processes(uid: int) -> None:
             continue
 
 
-class Process(Protocol):
-    """What a started interpreter is to the executor: asyncio's subprocess, or a zygote's child."""
-
-    pid: int
-    stdin: asyncio.StreamWriter | None
-    stdout: asyncio.StreamReader | None
-
-    @property
-    def returncode(self) -> int | None: ...
-
-    async def wait(self) -> int: ...
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process under it (``/proc/<pid>/task/*/children``)."""
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{current}/task"):
+                with contextlib.suppress(OSError):
+                    children = Path(f"/proc/{current}/task/{task}/children").read_text()
+                    queue.extend(int(child) for child in children.split())
+    return found
 
 
 class WorkerProcess:
-    def __init__(self, process: Process, ready: dict[str, Any]) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], stdin: asyncio.StreamWriter,
+                 stdout: asyncio.StreamReader, cgroup: SessionCgroup | None, uid: int | None) -> None:
         self._process = process
         self.pid = process.pid
-        self.network = str(ready.get("network", "shared"))
-        self.private_mounts = bool(ready.get("private_mounts"))
-        self.filesystem = "pending"
-        self.uid: int | None = None
+        self._stdin, self._stdout = stdin, stdout
+        self.cgroup = cgroup
+        self.uid = uid
         self.dead = False
         self._kill_reason = ""
 
     @classmethod
-    async def spawn(cls, worker_config: dict[str, Any], timeout_s: float) -> WorkerProcess:
+    async def spawn(cls, argv: list[str], cgroup: SessionCgroup | None, timeout_s: float) -> WorkerProcess:
+        """Start one interpreter, wait until it is ready, put it in its cgroup; raises WorkerError."""
+        loop = asyncio.get_running_loop()
+        requests_r, requests_w = os.pipe()
+        answers_r, answers_w = os.pipe()
         try:
-            process = await asyncio.create_subprocess_exec(
-                *INTERPRETER, json.dumps(worker_config),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.DEVNULL,
-                env=CHILD_ENV,
-                cwd="/",
-                start_new_session=True,  # its own process group: a timeout kills everything it started
-                close_fds=True,
+            process = subprocess.Popen(
+                argv, stdin=requests_r, stdout=answers_w, stderr=subprocess.PIPE, env=CHILD_ENV, cwd="/",
+                close_fds=True, start_new_session=True,
             )
         except OSError as error:
+            for fd in (requests_w, answers_r):
+                os.close(fd)
             raise WorkerError(f"the interpreter could not be started: {error}") from error
-        return await cls.started(process, timeout_s)
-
-    @classmethod
-    async def started(cls, process: Process, timeout_s: float) -> WorkerProcess:
-        """The interpreter once it said it is ready (sandboxed); killed if it does not in time."""
+        finally:
+            os.close(requests_r)
+            os.close(answers_w)
+        stdout = asyncio.StreamReader(limit=2**20)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdout), os.fdopen(answers_r, "rb", 0))
+        transport, protocol = await loop.connect_write_pipe(
+            lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader()), os.fdopen(requests_w, "wb", 0)
+        )
+        stdin = asyncio.StreamWriter(transport, protocol, None, loop)
         try:
-            assert process.stdout is not None
-            ready = await asyncio.wait_for(_read(process.stdout), timeout_s)
-        except (TimeoutError, asyncio.IncompleteReadError, ValueError) as error:
-            kill_group(process.pid)
-            await process.wait()
-            raise WorkerError(f"the interpreter did not start: {_describe_exit(process.returncode)}") from error
-        return cls(process, ready)
+            ready = await asyncio.wait_for(_read(stdout), timeout_s)
+            if cgroup is not None:
+                for pid in descendants(process.pid):  # nothing of the session's code has run yet
+                    cgroup.add(pid)
+        except (TimeoutError, asyncio.IncompleteReadError, ValueError, OSError) as error:
+            stdin.close()
+            process.kill()
+            await asyncio.to_thread(process.wait)
+            reason = _startup_error(process) or _describe_exit(process.returncode)
+            raise WorkerError(f"the interpreter did not start: {reason}") from error
+        assert process.stderr is not None
+        process.stderr.close()  # only bwrap's own errors come this way, before the interpreter starts
+        return cls(process, stdin, stdout, cgroup, ready.get("uid"))
 
     @property
     def alive(self) -> bool:
-        return not self.dead and self._process.returncode is None
-
-    def report(self) -> SandboxReport:
-        return SandboxReport(self.network, self.filesystem, "session-uid" if self.uid is not None else "server-uid")
-
-    async def attach(self, data_dir: Path, tmp_dir: Path, uid: int | None, timeout_s: float) -> None:
-        reply = await self._call({"op": "attach", "data_dir": str(data_dir), "tmp_dir": str(tmp_dir), "uid": uid},
-                                 timeout_s)
-        if not reply.get("ok"):
-            self.kill("attach failed")
-            raise WorkerError(f"the interpreter could not enter the session: {reply.get('error', 'unknown')}")
-        self.filesystem = str(reply.get("filesystem"))
-        self.uid = reply.get("uid")
+        return not self.dead and self._process.poll() is None
 
     async def execute(self, code: str, max_output: int, named_results: bool, timeout_s: float) -> dict[str, Any]:
         return await self._call(
@@ -157,13 +137,10 @@ class WorkerProcess:
     async def _call(self, request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         if not self.alive:
             raise WorkerError(self._kill_reason or _describe_exit(self._process.returncode))
-        stdin = self._process.stdin
-        assert stdin is not None
         try:
-            stdin.write(encode_frame(request))
-            await stdin.drain()
-            assert self._process.stdout is not None
-            return await asyncio.wait_for(_read(self._process.stdout), timeout_s)
+            self._stdin.write(encode_frame(request))
+            await self._stdin.drain()
+            return await asyncio.wait_for(_read(self._stdout), timeout_s)
         except TimeoutError as error:
             self.kill("timeout")
             raise WorkerError(f"the execution exceeded its {timeout_s:g}-second timeout", timed_out=True) from error
@@ -178,26 +155,43 @@ class WorkerProcess:
 
     async def _exit_code(self) -> int | None:
         with contextlib.suppress(TimeoutError):
-            return await asyncio.wait_for(self._process.wait(), 2.0)
+            return await asyncio.wait_for(asyncio.to_thread(self._process.wait), 2.0)
         return self._process.returncode
 
     def kill(self, reason: str = "") -> None:
-        """Kill the process group; safe to call more than once. Processes that left the group are
-        swept by uid (``kill_uid_processes``, in a thread) by the executor."""
-        if not self.dead:
-            self.dead = True
-            self._kill_reason = self._kill_reason or reason
-            kill_group(self.pid)
+        """Kill the sandbox: bwrap's death takes its PID namespace (every process the code started, daemons
+        included) with it; the cgroup's processes get a SIGKILL too. Safe to call more than once."""
+        if self.dead:
+            return
+        self.dead = True
+        self._kill_reason = self._kill_reason or reason
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+        if self.cgroup is not None:
+            for pid in self.cgroup.pids():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+        self._stdin.close()
 
     async def close(self) -> None:
         self.kill("closed")
-        with contextlib.suppress(ProcessLookupError):
-            await self._process.wait()
+        await asyncio.to_thread(self._reap)
+
+    def _reap(self) -> None:
+        self._process.wait()
+        if self.cgroup is not None:
+            self.cgroup.kill()
 
 
-def kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
+def _startup_error(process: subprocess.Popen[bytes]) -> str:
+    if process.stderr is None:
+        return ""
+    with contextlib.suppress(OSError, ValueError):
+        os.set_blocking(process.stderr.fileno(), False)
+        text = (process.stderr.read(2000) or b"").decode(errors="replace").strip()
+        process.stderr.close()
+        return text
+    return ""
 
 
 async def _read(stdout: asyncio.StreamReader) -> dict[str, Any]:

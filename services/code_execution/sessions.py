@@ -1,11 +1,14 @@
-"""Sessions by identifier: a folder, a uid and (while it lives) an interpreter each, with a limit and
-an idle cooldown that every call resets."""
+"""Sessions by identifier, with a limit and an idle cooldown that every call resets.
+
+Each session owns a ``Slot``: its folder (``data`` is what code sees as /mnt/data: a size-limited tmpfs
+when the server is root), its uid and its cgroup. The warm pool prepares slots with a sandbox already
+started in them; a new session takes one whole, so it pays nothing to start.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
 import shutil
 import time
@@ -16,10 +19,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from services.code_execution import storage
+from services.code_execution.cgroups import CgroupLimits, CgroupRoot, SessionCgroup
 from telemetry.context import hashed
 
 if TYPE_CHECKING:
-    from services.code_execution.executor import ExecutionRecord
+    from services.code_execution.models import ExecutionRecord
     from services.code_execution.process import WorkerProcess
 
 
@@ -36,15 +41,30 @@ def _iso(moment: datetime) -> str:
 
 
 @dataclass(eq=False)
+class Slot:
+    """Where one session's sandbox lives: folder, uid and cgroup, prepared before a session needs it."""
+
+    folder: Path  # <sessions_dir>/slot-<random>; root-owned, 0711
+    uid: int | None
+    cgroup: SessionCgroup | None
+    quota: bool  # data is a size-limited tmpfs
+
+    @property
+    def data_dir(self) -> Path:
+        """What the code sees as /mnt/data."""
+        return self.folder / "data"
+
+
+@dataclass(eq=False)
 class Session:
     identifier: str
-    folder: Path  # <sessions_dir>/<sha256 of the identifier>; root-owned, 0711
-    uid: int | None
+    slot: Slot
     cooldown_s: float
     created_at: float = field(default_factory=time.time)
     last_access: float = field(default_factory=time.time)
     etag: str = field(default_factory=lambda: uuid.uuid4().hex)
     worker: WorkerProcess | None = None
+    worker_origin: str = "cold"  # how the current interpreter was had: warm (the pool's) | cold
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     busy: int = 0
     executions: OrderedDict[str, ExecutionRecord] = field(default_factory=OrderedDict)
@@ -55,14 +75,16 @@ class Session:
         return hashed(self.identifier)
 
     @property
-    def data_dir(self) -> Path:
-        """What the code sees as /mnt/data."""
-        return self.folder / "data"
+    def folder(self) -> Path:
+        return self.slot.folder
 
     @property
-    def tmp_dir(self) -> Path:
-        """What the code sees as /tmp."""
-        return self.folder / "tmp"
+    def uid(self) -> int | None:
+        return self.slot.uid
+
+    @property
+    def data_dir(self) -> Path:
+        return self.slot.data_dir
 
     def touch(self) -> None:
         self.last_access = time.time()
@@ -82,10 +104,15 @@ class Session:
 
 
 class SessionManager:
-    def __init__(self, root: Path, max_sessions: int, cooldown_s: float, uids: range | None) -> None:
+    def __init__(self, root: Path, max_sessions: int, cooldown_s: float, uids: range | None,
+                 limits: CgroupLimits, disk_bytes: int) -> None:
         self.root = root
         self.max_sessions = max_sessions
         self.cooldown_s = cooldown_s
+        self.limits = limits
+        self.disk_bytes = disk_bytes
+        self.cgroups: CgroupRoot | None = None
+        self.quota = False  # set by the executor once it knows mounts work
         self._uids = uids
         self._free_uids: list[int] = list(reversed(uids)) if uids is not None else []
         self._sessions: dict[str, Session] = {}
@@ -93,9 +120,15 @@ class SessionManager:
     def __len__(self) -> int:
         return len(self._sessions)
 
+    @property
+    def has_uids(self) -> bool:
+        return self._uids is not None
+
     def prepare(self) -> None:
-        """Start clean: folders of a previous run belong to sessions that no longer exist."""
+        """Start clean: folders (and their mounts) of a previous run belong to sessions that no longer exist."""
         if self.root.exists():
+            for mount in _mounts_under(self.root):
+                storage.unmount(mount)
             shutil.rmtree(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o711)
@@ -106,49 +139,59 @@ class SessionManager:
             session.touch()
         return session
 
-    def open(self, identifier: str) -> tuple[Session, bool]:
-        """The session for ``identifier``, allocated on first use; touches it (resets the cooldown)."""
+    def check_room(self) -> None:
+        if len(self._sessions) >= self.max_sessions:
+            raise SessionLimitError(f"The session pool has no more sessions (max-sessions is {self.max_sessions}).")
+
+    def open(self, identifier: str, slot: Slot | None = None) -> tuple[Session, bool]:
+        """The session for ``identifier``, allocated on first use (in ``slot``, or a new one); touches it."""
         session = self.get(identifier)
         if session is not None:
             return session, False
-        if len(self._sessions) >= self.max_sessions or (self._uids is not None and not self._free_uids):
-            raise SessionLimitError(f"The session pool has no more sessions (max-sessions is {self.max_sessions}).")
-        uid = self._free_uids.pop() if self._uids is not None else None
-        folder = self.root / hashlib.sha256(identifier.encode()).hexdigest()[:40]
-        session = Session(identifier, folder, uid, self.cooldown_s)
-        self._make_folders(session)
+        self.check_room()
+        session = Session(identifier, slot or self.new_slot(), self.cooldown_s)
         self._sessions[identifier] = session
         return session, True
 
-    def _make_folders(self, session: Session) -> None:
-        session.folder.mkdir(mode=0o711, exist_ok=True)
-        for path in (session.data_dir, session.tmp_dir):
-            path.mkdir(mode=0o700, exist_ok=True)
-            if session.uid is not None:
-                os.chown(path, session.uid, session.uid)
+    def new_slot(self) -> Slot:
+        """A folder, a uid and a cgroup for one session to come; raises SessionLimitError without uids."""
+        if self._uids is not None and not self._free_uids:
+            raise SessionLimitError("The session pool has no more session uids.")
+        uid = self._free_uids.pop() if self._uids is not None else None
+        folder = self.root / f"slot-{uuid.uuid4().hex}"
+        slot = Slot(folder, uid, None, False)
+        try:
+            folder.mkdir(mode=0o711)
+            slot.data_dir.mkdir(mode=0o700)
+            slot.quota = self.quota and storage.mount_quota(str(slot.data_dir), self.disk_bytes, uid) is None
+            if uid is not None:
+                os.chown(slot.data_dir, uid, uid)
+            if self.cgroups is not None:
+                slot.cgroup = self.cgroups.create(folder.name, self.limits)
+        except BaseException:
+            self.release_slot(slot)
+            raise
+        return slot
+
+    def release_slot(self, slot: Slot) -> None:
+        """Kill what is left in the slot's cgroup, remove it, its tmpfs and its folder (blocking: a thread)."""
+        if slot.cgroup is not None:
+            slot.cgroup.remove()
+        if storage.is_mount(str(slot.data_dir)):
+            storage.unmount(str(slot.data_dir))
+        shutil.rmtree(slot.folder, ignore_errors=True)
+        if slot.uid is not None and self._uids is not None:
+            self._free_uids.insert(0, slot.uid)  # reuse a uid as late as possible
+            slot.uid = None
 
     def remove(self, session: Session) -> bool:
-        """Forget a live session and move its folder aside at once (a new session of the same identifier
-        gets a fresh folder); the caller then closes its interpreter and calls ``delete_folder``.
-        False when the session was already removed (nothing more to do)."""
+        """Forget a live session (its identifier is free again at once); the caller then closes its
+        interpreter and releases its slot. False when the session was already removed."""
         if self._sessions.get(session.identifier) is not session:
             return False
         del self._sessions[session.identifier]
         session.closed = True
-        retired = self.root / f".retired-{uuid.uuid4().hex}"
-        with contextlib.suppress(OSError):
-            session.folder.rename(retired)
-            session.folder = retired
         return True
-
-    @staticmethod
-    def delete_folder(session: Session) -> None:
-        """Delete the session's folder (blocking: run it in a thread)."""
-        shutil.rmtree(session.folder, ignore_errors=True)
-
-    def release_uid(self, session: Session) -> None:
-        if session.uid is not None and self._uids is not None:
-            self._free_uids.insert(0, session.uid)  # reuse a uid as late as possible
 
     def expired(self) -> list[Session]:
         now = time.time()
@@ -156,3 +199,11 @@ class SessionManager:
 
     def all(self) -> list[Session]:
         return list(self._sessions.values())
+
+
+def _mounts_under(root: Path) -> list[str]:
+    prefix = str(root) + "/"
+    with contextlib.suppress(OSError), open("/proc/self/mounts") as mounts:
+        found = [line.split()[1] for line in mounts]
+        return sorted((path for path in found if path.startswith(prefix)), key=len, reverse=True)
+    return []

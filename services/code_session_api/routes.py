@@ -11,18 +11,19 @@ import re
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from services.code_execution import ExecutionSpec, Executor, Session, SessionLimitError
 from services.code_execution.files import FileMissingError, InvalidPathError, split_file
 from services.code_execution.models import SUCCEEDED
 from services.code_execution.web import UploadFormatError, UploadTooLargeError, receive_upload, stream_file
+from services.code_session_api.auth import require_bearer
 from services.code_session_api.errors import DetailError
 from services.code_session_api.models import DownloadRequest, ExecuteRequest, listing_item
 from telemetry.context import run_in_thread
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(require_bearer)])
 DEFAULT_IDENTIFIER = "default"
 MAX_OUTPUT = 1024 * 1024  # the original captured output without a limit
 IDENTIFIER = re.compile(r"""[a-zA-Z0-9_|}{\[\]:";'<>?/.,@#$%^&*()\-+=!~`]{4,128}""")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
+
+from services.common.settings import AgentSettings, SettingsError
 
 CODE_INTERPRETER_TOOL = "code_interpreter"
 PROVIDER_CODE_INTERPRETER = "AzureContainerAppsCodeInterpreter"
@@ -63,9 +63,10 @@ DEFAULT_AGENTS: dict[str, Agent] = {
 def load_agents() -> dict[str, Agent]:
     """The embedded agents, plus any from FLLM_AGENTS (a JSON list of agents) replacing them by name."""
     agents = dict(DEFAULT_AGENTS)
-    extra = os.environ.get("FLLM_AGENTS")
-    if extra:
-        for item in json.loads(extra):
+    for item in AgentSettings().agents or ():
+        try:
             agent = Agent.model_validate(item)
-            agents[agent.name] = agent
+        except ValidationError as error:
+            raise SettingsError(f"FLLM_AGENTS: not a list of agents ({error})") from None
+        agents[agent.name] = agent
     return agents

@@ -84,5 +84,6 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        record_failure(exc)
+        # Starlette raises the exception on after this answer: the FastAPI instrumentation records it on
+        # the server span then, once.
         return problem(500, "Internal error", f"{type(exc).__name__}: the service could not process the request")

@@ -4,14 +4,14 @@ lone UTF-16 surrogates (``"\\ud800"`` is valid JSON but not Unicode: it would fa
 from __future__ import annotations
 
 import json
-import os
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.errors import problem
+from services.common.settings import RequestLimits
 
-# JSON bodies (the largest legitimate one carries 4 MiB of code); file uploads have their own limits.
-MAX_JSON_BODY_BYTES = int(os.environ.get("FLLM_MAX_JSON_BODY_BYTES", 16 * 1024 * 1024))
+# JSON bodies (FLLM_MAX_JSON_BODY_BYTES); file uploads have their own limits.
+MAX_JSON_BODY_BYTES = RequestLimits().max_json_body_bytes
 
 
 def _has_lone_surrogate(body: bytes) -> bool:

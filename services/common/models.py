@@ -48,7 +48,8 @@ class CompletionRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     user_prompt: str = Field(min_length=1, max_length=262_144)
-    session_id: str | None = Field(default=None, max_length=256)
+    # The conversation id: the Context API's rule (it becomes part of a code session id), checked where it enters.
+    session_id: str | None = Field(default=None, max_length=256, pattern=r"^[A-Za-z0-9._~@:+=|-]*$")
     agent_name: str = Field(default="code-interpreter", min_length=1, max_length=128)
     # The ids Core accepts: they end up in URL paths toward the next hops.
     operation_id: str | None = Field(default=None, max_length=128, pattern=r"^[A-Za-z0-9._-]*$")

@@ -22,22 +22,20 @@ event loop.
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from services.common.settings import StoreSettings
+
 T = TypeVar("T")
 SYNCHRONOUS_MODES = ("NORMAL", "FULL", "EXTRA")
 
 
 def synchronous_from_env() -> str:
-    mode = os.environ.get("FLLM_SQLITE_SYNCHRONOUS", "FULL").upper()
-    if mode not in SYNCHRONOUS_MODES:
-        raise ValueError(f"FLLM_SQLITE_SYNCHRONOUS must be one of {', '.join(SYNCHRONOUS_MODES)}, not {mode!r}")
-    return mode
+    return StoreSettings().sqlite_synchronous
 
 
 class SqliteStore:

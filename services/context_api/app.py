@@ -10,8 +10,7 @@ from fastapi.responses import JSONResponse
 from opentelemetry import trace
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.common.hop_client import DirectClient
-from services.common.keepalive import async_client, lean_pool_enabled
+from services.common.http import new_client
 from services.common.service import create_service
 from services.common.settings import Settings
 from services.context_api import routes
@@ -40,32 +39,27 @@ class ContextApi:
     def __init__(self, settings: Settings, config: ContextApiConfig, tokens: TokenSource) -> None:
         self.settings, self.config, self.tokens = settings, config, tokens
         self.http: httpx.AsyncClient | None = None
-        self.direct: DirectClient | None = None
         self.store: ContextStore | None = None
         self.files: ConversationFiles | None = None
         self.service: CodeSessionService | None = None
 
     async def start(self) -> None:
-        self.http = async_client(
+        self.http = new_client(
             timeout=httpx.Timeout(self.config.pool_timeout_s, connect=min(self.config.pool_timeout_s, 10.0)),
         )
         self.store = ContextStore(self.settings.data_dir / "context_api.db")
         self.files = ConversationFiles(self.settings.data_dir / "context_files", self.store)
-        self.direct = DirectClient(self.config.pool_timeout_s) if lean_pool_enabled() else None
-        direct = self.direct
         providers: dict[str, PoolClient] = {
-            CODE_INTERPRETER: CodeInterpreterProvider(self.http, self.tokens, direct=direct),
-            CUSTOM_CONTAINER: CustomContainerProvider(self.http, self.tokens, direct=direct),
+            CODE_INTERPRETER: CodeInterpreterProvider(self.http, self.tokens),
+            CUSTOM_CONTAINER: CustomContainerProvider(self.http, self.tokens),
             # An enabled override: the same container contract, no api-version, no Authorization header.
-            LOCAL_CUSTOM_CONTAINER: CustomContainerProvider(self.http, None, None, LOCAL_CUSTOM_CONTAINER, direct),
+            LOCAL_CUSTOM_CONTAINER: CustomContainerProvider(self.http, None, None, LOCAL_CUSTOM_CONTAINER),
         }
         self.service = CodeSessionService(self.config, self.store, self.files, providers)
 
     async def stop(self) -> None:
         if self.http is not None:
             await self.http.aclose()
-        if self.direct is not None:
-            await self.direct.aclose()
         if self.store is not None:
             self.store.close()
 

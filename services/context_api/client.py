@@ -13,7 +13,7 @@ from telemetry import conventions as c
 class CodeSessionsClient:
     def __init__(self, settings: Settings) -> None:
         self._hop = HopClient(c.CONTEXT_API, settings.urls["context_api"], settings.api_keys["context_api"],
-                              settings.hop_timeout_s)
+                              settings.timeout_of("context_api"))
         self._execute_timeout_s = settings.code_timeout_s
 
     async def create(

@@ -4,8 +4,9 @@ produce (``/instances/{instanceId}/files``): X-API-KEY, instance check, X-USER-I
 from __future__ import annotations
 
 import urllib.parse
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Path, Request, UploadFile
 from fastapi.responses import Response
 
 from services.common.auth import check_api_key, check_instance, user_identity
@@ -29,6 +30,8 @@ from telemetry import conventions as c
 from telemetry.context import annotate
 
 MAX_FILE_BYTES = 128 * 1024 * 1024
+# A code session id as this service makes them (truncated to 128, of the conversation id's characters).
+SessionId = Annotated[str, Path(min_length=1, max_length=128, pattern=ID_PART.pattern)]
 
 
 async def authorize(request: Request, instanceId: str) -> str:  # noqa: N803 - FoundationaLLM's route name
@@ -69,7 +72,7 @@ async def create_code_session(
 
 @router.post("/codeSessions/{sessionId}/uploadFiles", response_model=UploadFilesResponse)
 async def upload_files(
-    sessionId: str,  # noqa: N803
+    sessionId: SessionId,  # noqa: N803
     body: UploadFilesRequest,
     instance_id: str = Depends(authorize),
     user: UnifiedUserIdentity = Depends(identity),
@@ -80,7 +83,7 @@ async def upload_files(
 
 @router.post("/codeSessions/{sessionId}/downloadFiles", response_model=DownloadFilesResponse)
 async def download_files(
-    sessionId: str,  # noqa: N803
+    sessionId: SessionId,  # noqa: N803
     body: DownloadFilesRequest,
     instance_id: str = Depends(authorize),
     user: UnifiedUserIdentity = Depends(identity),
@@ -91,7 +94,7 @@ async def download_files(
 
 @router.post("/codeSessions/{sessionId}/executeCode", response_model=CodeExecutionResult)
 async def execute_code(
-    sessionId: str,  # noqa: N803
+    sessionId: SessionId,  # noqa: N803
     body: ExecuteCodeRequest,
     instance_id: str = Depends(authorize),
     user: UnifiedUserIdentity = Depends(identity),

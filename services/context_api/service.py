@@ -23,11 +23,8 @@ from services.context_api.models import (
 from services.context_api.providers import PoolClient, SessionTarget
 from services.context_api.store import ContextStore
 from telemetry import conventions as c
-from telemetry.context import AttributeValue, annotate, hashed, hop_span
+from telemetry.context import AttributeValue, annotate, hashed
 
-SPAN_UPLOAD_FILES = "context.upload_files"
-SPAN_DOWNLOAD_FILES = "context.download_files"
-SPAN_EXECUTE_CODE = "context.execute_code"
 MAX_SESSION_ID = 128
 FILE_ORIGIN = "code-session"
 USER_IDENTITY = "X-USER-IDENTITY"
@@ -117,19 +114,19 @@ class CodeSessionService:
         record = await self.session(instance_id, identity, session_id)
         provider, target = self._provider(record)
         success: dict[str, bool] = {}
-        with hop_span(SPAN_UPLOAD_FILES, session_attributes(record)):
-            await provider.delete_files(target)  # as the original: the session starts from the uploaded files
-            for name in dict.fromkeys(file_names):
-                file = await self.store.conversation_file(instance_id, record.upn, record.conversation_id, name)
-                if file is None:
-                    success[name] = False
-                    continue
-                try:
-                    content = await self.files.read(file)
-                except OSError:  # the record outlived its bytes: that file cannot be uploaded
-                    success[name] = False
-                    continue
-                success[name] = await provider.upload_file(target, name, content, file.content_type)
+        annotate(session_attributes(record))
+        await provider.delete_files(target)  # as the original: the session starts from the uploaded files
+        for name in dict.fromkeys(file_names):
+            file = await self.store.conversation_file(instance_id, record.upn, record.conversation_id, name)
+            if file is None:
+                success[name] = False
+                continue
+            try:
+                content = await self.files.read(file)
+            except OSError:  # the record outlived its bytes: that file cannot be uploaded
+                success[name] = False
+                continue
+            success[name] = await provider.upload_file(target, name, content, file.content_type)
         upload = ContextCodeSessionFileUploadRecord(
             id=str(uuid.uuid4()).lower(), instance_id=instance_id, upn=record.upn, code_session_id=record.id,
             file_upload_success=success, created_by=record.upn, updated_by=record.upn,
@@ -148,23 +145,23 @@ class CodeSessionService:
         provider, target = self._provider(record)
         file_records: dict[str, ContextFileRecord] = {}
         errors: list[str] = []
-        with hop_span(SPAN_DOWNLOAD_FILES, session_attributes(record)) as span:
-            for entry in await provider.list_files(target):
-                if entry.is_directory or (entry.parent_path == "/" and upload.file_upload_success.get(entry.name)):
-                    continue  # what was uploaded is not a result of the code
-                content = await provider.download_file(target, entry)
-                if content is None:
-                    errors.append(entry.path)
-                    continue
-                file = await self.files.create(
-                    instance_id=instance_id, upn=record.upn, conversation_id=record.conversation_id,
-                    file_name=entry.name, content=content, origin=FILE_ORIGIN, content_type=entry.content_type,
-                    metadata={"code_session_file_upload_record_id": upload.id,
-                              "code_session_file_path": entry.path},
-                )
-                file_records[file.id] = file
-            annotate({"foundationallm.code_session.files_downloaded": len(file_records),
-                      "foundationallm.code_session.download_errors": len(errors)}, span)
+        annotate(session_attributes(record))
+        for entry in await provider.list_files(target):
+            if entry.is_directory or (entry.parent_path == "/" and upload.file_upload_success.get(entry.name)):
+                continue  # what was uploaded is not a result of the code
+            content = await provider.download_file(target, entry)
+            if content is None:
+                errors.append(entry.path)
+                continue
+            file = await self.files.create(
+                instance_id=instance_id, upn=record.upn, conversation_id=record.conversation_id,
+                file_name=entry.name, content=content, origin=FILE_ORIGIN, content_type=entry.content_type,
+                metadata={"code_session_file_upload_record_id": upload.id,
+                          "code_session_file_path": entry.path},
+            )
+            file_records[file.id] = file
+        annotate({"foundationallm.code_session.files_downloaded": len(file_records),
+                  "foundationallm.code_session.download_errors": len(errors)})
         return DownloadFilesResponse(file_records=file_records, errors=errors)
 
     async def execute_code(self, instance_id: str, identity: UnifiedUserIdentity, session_id: str,
@@ -172,12 +169,11 @@ class CodeSessionService:
         record = await self.session(instance_id, identity, session_id)
         provider, target = self._provider(record)
         attributes = {**session_attributes(record), c.ATTR_CODE_SIZE: len(code.encode())}
-        with hop_span(SPAN_EXECUTE_CODE, attributes) as span:
-            result = await provider.execute(target, code, self.config.execution_timeout_s)
-            annotate({
-                c.ATTR_CODE_STATUS: result.status,
-                c.ATTR_CODE_STDOUT_SIZE: len(result.standard_output.encode()),
-                c.ATTR_CODE_STDERR_SIZE: len(result.error_output.encode()),
-            }, span)
-        annotate({c.ATTR_CODE_STATUS: result.status})
+        annotate(attributes)
+        result = await provider.execute(target, code, self.config.execution_timeout_s)
+        annotate({
+            c.ATTR_CODE_STATUS: result.status,
+            c.ATTR_CODE_STDOUT_SIZE: len(result.standard_output.encode()),
+            c.ATTR_CODE_STDERR_SIZE: len(result.error_output.encode()),
+        })
         return result

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.auth.config import AuthConfig
+from services.auth.entry import install_bearer_auth, local_issuer_keys
 from services.common.agents import load_agents
 from services.common.service import create_service
 from services.common.settings import Settings
@@ -16,25 +18,28 @@ from telemetry import conventions as c
 PACKAGE = "core_api"
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, auth: AuthConfig | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
+    auth = auth or AuthConfig.from_env(settings.data_dir)
+    local_issuer_keys(auth, settings.data_dir)
     contexts = OperationContexts(settings.data_dir / "core_api.db")
     clients: dict[str, AsyncCompletionsClient] = {}
 
     async def start() -> None:
-        # Outer hops wait longer than the hops behind them (as the original's 2700/2400/1800/60 s), so a
-        # slow inner hop fails as itself, not as the hop that called it.
-        ladder = ((c.GATEKEEPER_API, "gatekeeper_api", 4), (c.ORCHESTRATION_API, "orchestration_api", 3))
-        for hop, package, factor in ladder:
+        # Outer hops wait longer than the hops behind them (as the original's 2700/2400/1800/60 s): the
+        # timeout ladder of services/registry.py.
+        for hop, package in ((c.GATEKEEPER_API, "gatekeeper_api"), (c.ORCHESTRATION_API, "orchestration_api")):
             clients[hop] = AsyncCompletionsClient(hop, settings.urls[package], settings.api_keys[package],
-                                                  settings.hop_timeout_s * factor)
+                                                  settings.timeout_of(package))
         app.state.core = CoreService(settings.instance_id, load_agents(), contexts, clients, settings.gatekeeper)
 
     async def stop() -> None:
+        await validator.keys.aclose()
         for client in clients.values():
             await client.aclose()
         contexts.close()
 
     app = create_service(PACKAGE, settings, title="CoreAPI", on_startup=[start], on_shutdown=[stop])
+    validator = install_bearer_auth(app, auth)  # Entra ID bearer tokens, as the original (services/auth)
     app.include_router(routes.router)
     return app

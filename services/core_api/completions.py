@@ -87,7 +87,7 @@ class CoreService:
 
     async def status(self, operation_id: str, identity: UnifiedUserIdentity, wait_s: float = 0.0) -> dict[str, Any]:
         ctx = await self._contexts.get(operation_id)
-        if ctx is None:
+        if ctx is None or not _same_user(ctx.upn, identity.upn):  # another user's operation is not found
             raise ServiceError(404, f"The operation '{operation_id}' was not found.", "operationId")
         annotate({c.ATTR_OPERATION_ID: operation_id, c.ATTR_AGENT_NAME: ctx.agent_name})
         # The poll is its own trace; the link leads to the operation's.
@@ -130,3 +130,7 @@ class CoreService:
         attributes = {c.METRIC_ATTR_AGENT: ctx.agent_name, c.METRIC_ATTR_STATUS: answer["status"]}
         self._durations.record(max(0.0, time.time() - ctx.start_time), attributes)
         self._operations.add(1, {**attributes, c.METRIC_ATTR_FAILED_HOP: answer.get("failed_hop") or "none"})
+
+
+def _same_user(owner: str | None, caller: str | None) -> bool:
+    return owner is None or (caller is not None and owner.casefold() == caller.casefold())

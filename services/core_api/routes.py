@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
-from services.common.auth import check_instance
-from services.common.models import LOCAL_DEVELOPER, CompletionRequest, UnifiedUserIdentity
+from services.auth.entry import caller
+from services.common.auth import check_instance, check_operation_id
+from services.common.models import CompletionRequest, UnifiedUserIdentity
 from services.core_api.completions import CoreService
 from telemetry import conventions as c
 from telemetry.context import annotate
@@ -19,31 +21,31 @@ async def _instance(request: Request, instanceId: str) -> None:  # noqa: N803
     annotate({c.ATTR_INSTANCE_ID: instanceId})
 
 
-router = APIRouter(prefix="/instances/{instanceId}/async-completions", dependencies=[Depends(_instance)])
+# Authentication first (a 401 tells nothing about instances), then the instance check, as the original.
+router = APIRouter(prefix="/instances/{instanceId}/async-completions",
+                   dependencies=[Depends(caller), Depends(_instance)])
+Caller = Annotated[UnifiedUserIdentity, Depends(caller)]
 
 
 def _core(request: Request) -> CoreService:
     return request.app.state.core
 
 
-def _caller(request: Request) -> UnifiedUserIdentity:
-    """The embedded default accepts the local developer without a token."""
-    return LOCAL_DEVELOPER
-
-
 @router.post("", status_code=202)
-async def start_completion(request: Request, body: CompletionRequest) -> JSONResponse:
+async def start_completion(request: Request, body: CompletionRequest, identity: Caller) -> JSONResponse:
     # The prompt's size and hash only; its text with the explicit opt-in FLLM_CAPTURE_PROMPTS=true.
     prompt = body.user_prompt.encode()
     annotate({c.ATTR_PROMPT_SIZE: len(prompt), c.ATTR_PROMPT_SHA256: hashlib.sha256(prompt).hexdigest(),
               c.ATTR_PROMPT_TEXT: body.user_prompt if request.app.state.settings.capture_prompts else None})
-    return JSONResponse(await _core(request).start(body, _caller(request)), status_code=202)
+    return JSONResponse(await _core(request).start(body, identity), status_code=202)
 
 
 @router.get("/{operationId}/status")
 async def completion_status(
     request: Request,
     operationId: str,  # noqa: N803
+    identity: Caller,
     wait: float = Query(0.0, ge=0.0, le=30.0, description="Long-poll: answer as soon as the operation ends"),
 ) -> dict:
-    return await _core(request).status(operationId, _caller(request), wait)
+    check_operation_id(operationId)
+    return await _core(request).status(operationId, identity, wait)

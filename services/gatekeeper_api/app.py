@@ -19,7 +19,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def start() -> None:
         app.state.orchestration = AsyncCompletionsClient(
             c.ORCHESTRATION_API, settings.urls["orchestration_api"], settings.api_keys["orchestration_api"],
-            settings.hop_timeout_s * 3,  # longer than Orchestration's own hops (see core_api.app)
+            settings.timeout_of("orchestration_api"),  # longer than Orchestration's own hops (the ladder)
         )
 
     async def stop() -> None:

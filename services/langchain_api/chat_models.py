@@ -6,7 +6,6 @@ Both answer one turn of a function-calling conversation: text, or tool calls to 
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -15,6 +14,8 @@ from typing import Any, Protocol
 import httpx
 
 from services.common.errors import HopError
+from services.common.http import new_client
+from services.common.settings import AzureOpenAISettings
 
 CODE_BLOCK = re.compile(r"```(?:python|py)[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 AZURE_OPENAI_SCOPE = "https://cognitiveservices.azure.com/.default"
@@ -37,6 +38,7 @@ class ModelTurn:
 
 class ChatModel(Protocol):
     name: str
+    provider: str  # gen_ai.provider.name
 
     async def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> ModelTurn: ...
 
@@ -51,6 +53,7 @@ class LocalDeterministicModel:
     """Runs a fenced ```python block of the prompt with the code interpreter, then answers with its output."""
 
     name = "local-deterministic"
+    provider = "foundationallm.local"
 
     async def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> ModelTurn:
         last = messages[-1]
@@ -76,12 +79,13 @@ class AzureOpenAIModel:
     def __init__(self, endpoint: str, deployment: str, api_version: str, api_key: str | None,
                  credential: Any = None, timeout_s: float = 120.0) -> None:
         self.name = deployment
+        self.provider = "azure.ai.openai"
         self._url = f"{endpoint.rstrip('/')}/openai/deployments/{deployment}/chat/completions"
         self._api_version = api_version
         self._api_key = api_key
         self._credential = credential
         self._token: tuple[str, float] | None = None
-        self._client = httpx.AsyncClient(timeout=timeout_s)
+        self._client = new_client(timeout=timeout_s)
 
     async def _auth_headers(self) -> dict[str, str]:
         if self._api_key:
@@ -132,11 +136,7 @@ def model_from_env(name: str) -> ChatModel:
     if name == LocalDeterministicModel.name:
         return LocalDeterministicModel()
     if name == "azure-openai":
-        env = os.environ
-        return AzureOpenAIModel(
-            endpoint=env["FLLM_AZURE_OPENAI_ENDPOINT"],
-            deployment=env.get("FLLM_AZURE_OPENAI_DEPLOYMENT", "gpt-4o"),
-            api_version=env.get("FLLM_AZURE_OPENAI_API_VERSION", "2024-10-21"),
-            api_key=env.get("FLLM_AZURE_OPENAI_API_KEY") or None,
-        )
+        azure = AzureOpenAISettings()
+        return AzureOpenAIModel(endpoint=azure.azure_openai_endpoint, deployment=azure.azure_openai_deployment,
+                                api_version=azure.azure_openai_api_version, api_key=azure.azure_openai_api_key)
     raise ValueError(f"FLLM_MODEL must be 'local-deterministic' or 'azure-openai', not {name!r}")

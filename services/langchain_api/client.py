@@ -12,9 +12,8 @@ from telemetry import conventions as c
 
 class LangChainClient:
     def __init__(self, settings: Settings) -> None:
-        # Twice the State timeout: LangChain writes the status to State API before it answers 202.
         self._hop = HopClient(c.LANGCHAIN_API, settings.urls["langchain_api"], settings.api_keys["langchain_api"],
-                              settings.hop_timeout_s * 2)
+                              settings.timeout_of("langchain_api"))
 
     async def start(self, instance_id: str, request: dict[str, Any], identity: UnifiedUserIdentity,
                     trace_request: bool = False) -> dict[str, Any]:

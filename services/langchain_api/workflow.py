@@ -137,7 +137,8 @@ class AgentWorkflow:
         return tools
 
     async def _chat(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> ModelTurn:
-        attributes = {c.ATTR_GEN_AI_OPERATION: "chat", c.ATTR_GEN_AI_MODEL: self._model.name}
+        attributes = {c.ATTR_GEN_AI_OPERATION: "chat", c.ATTR_GEN_AI_PROVIDER: self._model.provider,
+                      c.ATTR_GEN_AI_MODEL: self._model.name}
         with hop_span(f"{c.SPAN_CHAT_PREFIX} {self._model.name}", attributes, kind=SpanKind.CLIENT) as span:
             turn = await self._model.complete(messages, tools)
             annotate({"gen_ai.usage.input_tokens": turn.prompt_tokens,
@@ -153,7 +154,7 @@ class AgentWorkflow:
             c.ATTR_GEN_AI_TOOL_TYPE: "function",
             c.ATTR_TOOL_NAME: name,
         }
-        with hop_span(c.SPAN_LANGCHAIN_TOOL_CALL, attributes):
+        with hop_span(c.execute_tool_span(name), attributes):
             tool = tools.get(name)
             if tool is None:
                 return ToolResult(f"The agent has no tool named {name!r}.", "Failed", [])

@@ -9,7 +9,6 @@ operation the portal does not wait on, with one long-poll of Core's status route
 
 from __future__ import annotations
 
-import os
 import secrets
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -19,9 +18,10 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from opentelemetry import context
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from services.auth.client_tokens import bearer_source
 from services.common.errors import ServiceError
 from services.common.service import create_service, start_telemetry
-from services.common.settings import Settings
+from services.common.settings import PortalSettings, Settings
 from services.portal import page
 from services.portal.client import DEFAULT_AGENT, PortalClient
 from services.portal.errors import CoreApiError, CoreUnavailableError, PortalError
@@ -44,26 +44,9 @@ class PortalConfig:
 
     @classmethod
     def from_env(cls) -> PortalConfig:
-        env = os.environ
-        jaeger_url = env.get("FLLM_JAEGER_URL", "").strip().rstrip("/") or None
-        if jaeger_url and not jaeger_url.startswith(("http://", "https://")):
-            raise ValueError(f"FLLM_JAEGER_URL must be an http(s) URL, not {jaeger_url!r}")
-        return cls(
-            jaeger_url=jaeger_url,
-            wait_timeout_s=_positive("FLLM_PORTAL_WAIT_TIMEOUT_S", "1800", float),
-            max_in_flight=int(_positive("FLLM_PORTAL_MAX_WAITS", "256", int)),
-        )
-
-
-def _positive(name: str, default: str, kind: type[float] | type[int]) -> float:
-    raw = os.environ.get(name, default)
-    try:
-        value = kind(raw)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive {kind.__name__}, not {raw!r}")
-    return value
+        own = PortalSettings()
+        return cls(jaeger_url=own.jaeger_url, wait_timeout_s=own.portal_wait_timeout_s,
+                   max_in_flight=own.portal_max_waits)
 
 
 class AskBody(BaseModel):
@@ -168,6 +151,7 @@ def create_app(settings: Settings | None = None, config: PortalConfig | None = N
         timeout_s=config.wait_timeout_s,
         jaeger_url=config.jaeger_url,
         capture_prompts=settings.capture_prompts,
+        bearer=bearer_source(settings.data_dir),  # the page's submissions go to Core as the portal's user
     )
     waiters = Waiters(client, max_in_flight=config.max_in_flight, timeout_s=config.wait_timeout_s)
     app = create_service(PACKAGE, settings, title=TITLE, on_shutdown=[waiters.stop, client.aclose])

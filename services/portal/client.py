@@ -35,7 +35,9 @@ from opentelemetry.context import Context
 from opentelemetry.propagate import inject
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode
 
-from services.common.keepalive import async_client
+from services.auth.client_tokens import BearerSource
+from services.common.hop_client import timed_out
+from services.common.http import new_client
 from services.portal.errors import CoreApiError, CoreUnavailableError, OperationTimeoutError, failed_response
 from services.portal.operation import AdaptiveInterval, OperationView, view_of
 from telemetry import conventions as c
@@ -95,6 +97,7 @@ class PortalClient:
         request_timeout_s: float = 60.0,
         headers: Mapping[str, str] | None = None,
         capture_prompts: bool = False,
+        bearer: BearerSource | None = None,
     ) -> None:
         self.core_url = core_url.rstrip("/")
         self.instance_id = instance_id.lower()
@@ -103,10 +106,11 @@ class PortalClient:
         self.long_poll_s = long_poll_s
         self.request_timeout_s = request_timeout_s
         self.capture_prompts = capture_prompts
+        self.bearer = bearer  # Core's Entra ID (or local issuer) token, sent on every call
         self._interval = (poll_initial_s, poll_factor, poll_cap_s)
         self._pending: dict[str, _Pending] = {}
         self._submissions: OrderedDict[str, SpanContext] = OrderedDict()
-        self._http = async_client(
+        self._http = new_client(
             headers=dict(headers or {}),
             timeout=httpx.Timeout(request_timeout_s, connect=min(request_timeout_s, 5.0)),
             limits=httpx.Limits(max_connections=500, max_keepalive_connections=100, keepalive_expiry=2.0),
@@ -326,16 +330,23 @@ class PortalClient:
     async def _call(self, method: str, url: str, ctx: Context, *, timeout: float | None = None,
                     **kwargs: Any) -> dict[str, Any]:
         headers: dict[str, str] = {}
+        if self.bearer is not None:
+            try:
+                headers["Authorization"] = f"Bearer {await self.bearer.token()}"
+            except Exception as error:  # noqa: BLE001 - any credential failure: no call without a token
+                raise CoreApiError(f"no bearer token for {method} {url} ({type(error).__name__}: {error})",
+                                   401) from error
         inject(headers, context=ctx)  # the httpx instrumentation, when on, replaces it with its own span's
         request_timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0)) if timeout else httpx.USE_CLIENT_DEFAULT
         token = context.attach(ctx)  # the instrumented client parents its CLIENT span on the current context
         try:
             response = await self._http.request(method, url, headers=headers, timeout=request_timeout, **kwargs)
-        except httpx.TimeoutException as error:
-            raise CoreUnavailableError(f"did not answer {method} {url} in time ({type(error).__name__})") from error
         except httpx.TransportError as error:
+            if timed_out(error):
+                raise CoreUnavailableError(f"did not answer {method} {url} in time ({type(error).__name__})") from error
+            reason = error.__cause__ or error
             raise CoreUnavailableError(
-                f"could not be reached at {self.core_url} ({type(error).__name__}: {error})"
+                f"could not be reached at {self.core_url} ({type(reason).__name__}: {reason})"
             ) from error
         finally:
             context.detach(token)

@@ -12,9 +12,8 @@ from telemetry import conventions as c
 
 class StateClient:
     def __init__(self, settings: Settings) -> None:
-        self._hop = HopClient(c.STATE_API, settings.urls["state_api"], settings.api_keys["state_api"],
-                              settings.hop_timeout_s)
-        self._timeout_s = settings.hop_timeout_s
+        self._timeout_s = settings.timeout_of("state_api")
+        self._hop = HopClient(c.STATE_API, settings.urls["state_api"], settings.api_keys["state_api"], self._timeout_s)
 
     @staticmethod
     def _path(instance_id: str, operation_id: str, suffix: str = "") -> str:

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
-from services.common.auth import internal_hop
+from services.common.auth import check_operation_id, internal_hop
 from services.common.errors import ServiceError
 from services.common.models import LongRunningOperation, OperationStatus
 from services.state_api.store import OperationStore
@@ -17,7 +17,16 @@ from services.state_api.waiters import Waiters
 from telemetry import conventions as c
 from telemetry.context import annotate, current_traceparent, trace_id_of
 
-router = APIRouter(prefix="/instances/{instanceId}/operations", dependencies=[Depends(internal_hop("state_api"))])
+
+async def _operation_id(request: Request) -> None:
+    """Every operation id in a route follows the rule Core gives them (services/common/auth.py): 400 naming it."""
+    operation_id = request.path_params.get("operationId")
+    if operation_id is not None:
+        check_operation_id(operation_id)
+
+
+router = APIRouter(prefix="/instances/{instanceId}/operations",
+                   dependencies=[Depends(internal_hop("state_api")), Depends(_operation_id)])
 MAX_WAIT_S = 60.0
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from telemetry import conventions as c
-from telemetry.traces import Link, Span, Trace, to_otlp
+from telemetry.analysis.traces import Link, Span, Trace, to_otlp
 
 ORIGIN_NS = 1_790_000_000_000_000_000
 MS = 1_000_000

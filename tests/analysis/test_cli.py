@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from telemetry import conventions as c
-from telemetry.analysis_cli import parse_duration, print_trace, register
-from telemetry.trace_sources import FileSource
+from telemetry.analysis.cli import parse_duration, print_trace, register
+from telemetry.analysis.trace_sources import FileSource
 from tests.analysis.builder import MS, chain_trace, poll_trace, write_jsonl
 
 

@@ -12,10 +12,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from telemetry.jaeger_json import to_jaeger_trace
-from telemetry.latency import LatencyAnalysis
-from telemetry.trace_sources import open_source
-from telemetry.traces import Trace, TraceSourceError, to_otlp
+from telemetry.analysis.jaeger_json import to_jaeger_trace
+from telemetry.analysis.latency import LatencyAnalysis
+from telemetry.analysis.trace_sources import open_source
+from telemetry.analysis.traces import Trace, TraceSourceError, to_otlp
 from tests.analysis.builder import chain_trace, poll_trace
 
 NO_TRACES = {"error": {"httpCode": 404, "message": "No traces found"}}

@@ -29,8 +29,8 @@ from __future__ import annotations
 import pytest
 
 from telemetry import conventions as c
-from telemetry.latency import LatencyAnalysis, critical_path, percentile, self_times
-from telemetry.phases import PHASE_NAMES, trace_phases
+from telemetry.analysis.latency import LatencyAnalysis, critical_path, percentile, self_times
+from telemetry.analysis.phases import PHASE_NAMES, trace_phases
 from tests.analysis.builder import MS, ORIGIN_NS, TraceBuilder, chain_trace, poll_trace
 
 

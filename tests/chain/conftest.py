@@ -43,8 +43,7 @@ class LiveChain:
             lambda: expect_services <= {span.service for span in self.receiver.trace(trace_id)}, timeout_s
         )
         # Spans of one service arrive in several batches: let the last ones land.
-        self.receiver.wait_for(lambda: False, 0.4)
-        return self.receiver.trace(trace_id)
+        return self.receiver.settle(trace_id, quiet_s=0.4)
 
 
 def start_chain(tmp: Path, otlp_endpoint: str, **options: object) -> Chain:

@@ -20,6 +20,7 @@ from tests.chain.spans import assert_one_connected_tree, one
 from tests.portal.browser import CHROMIUM, Browser
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed (apt-get install chromium)")
 def test_a_person_runs_code_from_the_portal_page_through_the_whole_chain(live: LiveChain, tmp_path: Path) -> None:
     profile = tmp_path / "profile"

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.code_execution.conftest import Harness, LoopThread, make_config, settings_for
+from telemetry import conventions as c
+from tests.code_execution.conftest import AUTH, Harness, LoopThread, make_config, settings_for
 
 QUERY = "api-version=2024-10-02-preview&identifier="
 
@@ -23,6 +24,7 @@ def container(tmp_path_factory: pytest.TempPathFactory, loop_thread: LoopThread,
 
     tmp = tmp_path_factory.mktemp("container")
     harness = Harness(create_app(settings_for(tmp), make_config(tmp, pool_size=1)), loop_thread).start()
+    harness.client.headers.update(AUTH)  # every route but /status requires the pool's bearer token
     yield harness
     harness.stop()
 
@@ -127,7 +129,7 @@ def test_upload_with_escaping_name_is_400(container: Harness) -> None:
 def test_spans_name_the_custom_container_provider(container: Harness, span_exporter) -> None:  # noqa: ANN001
     span_exporter.clear()
     execute(container, "1", new_id())
-    spans = [span for span in span_exporter.get_finished_spans() if span.name == "execute_tool code_interpreter"]
+    spans = [span for span in span_exporter.get_finished_spans() if span.name == c.SPAN_CODE_EXECUTE]
     assert [span.attributes["foundationallm.code_session.provider"] for span in spans] == [
         "AzureContainerAppsCustomContainer"]
     status = container.request("GET", "/status").json()

@@ -20,6 +20,7 @@ from tests.real_service import start_code_service
 
 REPO = Path(__file__).resolve().parents[2]
 API = "2024-10-02-preview"
+pytestmark = pytest.mark.chain
 
 
 @dataclass
@@ -54,7 +55,10 @@ def test_executes_over_http_and_continues_the_callers_trace(server: Server) -> N
         "    if b'FLLM_' in environ or b'DYNAMIC_SESSIONS_TOKEN' in environ:\n        leaks.append(pid)\n"
         f"try:\n    socket.create_connection(('127.0.0.1', {server.port}), timeout=1)\n    reached = True\n"
         "except OSError:\n    reached = False\n"
-        "(leaks, reached, sorted(k for k in os.environ if k.startswith('FLLM')))"
+        "fds = []\nfor fd in os.listdir('/proc/self/fd'):\n"
+        "    try:\n        fds.append(os.readlink('/proc/self/fd/' + fd))\n"
+        "    except OSError:\n        pass\n"
+        "(leaks, reached, sorted(k for k in os.environ if k.startswith('FLLM')), fds)"
     )
     # The test process may have instrumented httpx (other tests configure telemetry): keep our traceparent.
     with suppress_http_instrumentation(), httpx.Client(base_url=server.url, timeout=30) as client:
@@ -65,8 +69,10 @@ def test_executes_over_http_and_continues_the_callers_trace(server: Server) -> N
         assert body["status"] == "Succeeded", body
         sandbox = client.get("/status").json()["sandbox"]
         # The server's token is not readable from code, by any route the sandbox leaves open.
-        leaks, reached, env_keys = ast.literal_eval(body["result"]["executionResult"])
+        leaks, reached, env_keys, fds = ast.literal_eval(body["result"]["executionResult"])
         assert env_keys == []
+        if sandbox["isolation"] == "bwrap":  # not the server's listening socket, nor anything else of it
+            assert not [target for target in fds if target.startswith("socket:")], fds
         if sandbox["identity"] == "session-uid":
             assert leaks == []
         if sandbox["network"] == "isolated":

@@ -8,7 +8,6 @@ import asyncio
 import re
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,6 +16,8 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI, File, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
+
+from tests.wait import wait_until
 
 POOL_PATH = "/subscriptions/sub-1/resourceGroups/rg-1/sessionPools/pool-1"
 API_VERSION = "2024-10-02-preview"
@@ -127,9 +128,7 @@ def serve(pool: PoolStandIn) -> Iterator[PoolStandIn]:
     server = uvicorn.Server(uvicorn.Config(pool.app(), log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: server.started, "the stand-in pool to start")
     pool.url = f"http://127.0.0.1:{sock.getsockname()[1]}{POOL_PATH}"
     try:
         yield pool

@@ -25,6 +25,7 @@ from tests.context_api.conftest import (
     running,
     spans_named,
 )
+from tests.real_service import start_code_service
 
 WRITE_FILES = (
     "import os\n"
@@ -36,6 +37,8 @@ WRITE_FILES = (
     "len(rows) * 7"
 )
 FAILING = "print('before the error')\nraise ValueError('bad value')"
+
+pytestmark = pytest.mark.chain  # both providers run as their own processes
 
 
 def app_for(providers: Providers, data_dir: Path):  # noqa: ANN201
@@ -167,14 +170,25 @@ def test_records_survive_a_restart(providers: Providers, tmp_path: Path) -> None
 
 
 def test_an_enabled_override_uses_the_local_custom_container(providers: Providers, tmp_path: Path) -> None:
+    # A developer's own container: the Context API sends an override's endpoint no token, so it runs without
+    # the pool's bearer check (FLLM_CODE_SESSION_API_AUTH=none), as the original container does.
+    local = start_code_service("code_session_api", tmp_path / "local-container", providers.token,
+                               FLLM_CODE_SESSION_API_AUTH="none")
+    try:
+        _use_the_local_container(providers, tmp_path, local.url("code_session_api"))
+    finally:
+        local.stop()
+
+
+def _use_the_local_container(providers: Providers, tmp_path: Path, endpoint: str) -> None:
     app = app_for(providers, tmp_path)
-    override = {"upn": "ALICE@contoso.com", "endpoint": providers.code_session_api.url, "enabled": True}
+    override = {"upn": "ALICE@contoso.com", "endpoint": endpoint, "enabled": True}
 
     async def scenario() -> None:
         async with running(app) as client:
             created = await post(client, "/codeSessions", create_body(
                 CUSTOM_CONTAINER, "conv-override", endpoint_provider_override=override))
-            assert created["endpoint"] == providers.code_session_api.url
+            assert created["endpoint"] == endpoint
             assert created["session_id"].startswith("__local_code_session_") and created["session_id"].endswith("__")
             result = await post(client, f"/codeSessions/{created['session_id']}/executeCode",
                                 {"code_to_execute": "answer = 6 * 7\nprint('local')\nanswer"})

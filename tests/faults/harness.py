@@ -14,17 +14,18 @@ from typing import Any
 import httpx
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 
+from services.auth.local_issuer import LocalIssuer
 from services.common.agents import PROVIDER_CODE_INTERPRETER
 from services.common.settings import DEFAULT_INSTANCE_ID, url_env
 from services.launcher import Chain
+from services.registry import called
 from tests.chain.conftest import start_chain
 from tests.chain.spans import ERROR, SERVER
 from tests.faults.proxy import FaultProxy
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 
 INSTANCE = DEFAULT_INSTANCE_ID
-PROXIED = ("core_api", "gatekeeper_api", "orchestration_api", "langchain_api", "state_api", "context_api",
-           "dynamic_sessions", "code_session_api")
+PROXIED = called()  # every hop some other hop calls
 GATEKEEPER_AGENT = "gatekeeper-coder"  # routed through the Gatekeeper API by its own settings
 
 
@@ -76,7 +77,7 @@ class FaultChain:
         started = time.monotonic()
         # The test's own traceparent: an httpx instrumented by an earlier in-process test must not replace it.
         with suppress_http_instrumentation():
-            answer = httpx.post(self._base(core_url), headers=headers, timeout=30.0, json={
+            answer = httpx.post(self._base(core_url), headers={**headers, **self.auth()}, timeout=30.0, json={
                 "user_prompt": prompt, "agent_name": agent, "session_id": f"conv-{token}",
                 "operation_id": f"op-{token}"})
         assert answer.status_code == 202, answer.text
@@ -85,7 +86,7 @@ class FaultChain:
     def wait(self, submitted: Outcome, timeout_s: float = 40.0, core_url: str | None = None) -> Outcome:
         """Poll Core (long-poll) until the operation is no longer InProgress."""
         body, deadline = submitted.body, submitted.seconds + timeout_s
-        with httpx.Client(timeout=30.0) as client:
+        with httpx.Client(timeout=30.0, headers=self.auth()) as client:
             while body["status"] == "InProgress":
                 assert time.monotonic() < deadline, f"still InProgress after {timeout_s} s: {body}"
                 reply = client.get(f"{self._base(core_url)}/{submitted.operation_id}/status", params={"wait": 5})
@@ -94,6 +95,10 @@ class FaultChain:
         return Outcome(submitted.operation_id, submitted.trace_id, submitted.parent_span_id, body,
                        time.monotonic() - submitted.seconds)
 
+    def auth(self) -> dict[str, str]:
+        """The Core API's Authorization header: a token of the chain's local issuer (as `callstack token`)."""
+        return {"Authorization": f"Bearer {LocalIssuer.load(self.chain.data_dir).mint()}"}
+
     def _base(self, core_url: str | None) -> str:
         return f"{core_url or self.core_url}/instances/{INSTANCE}/async-completions"
 
@@ -101,8 +106,7 @@ class FaultChain:
         """The trace's spans once ``until(spans)`` holds (default: some arrived), after a short settle."""
         check = until or (lambda spans: bool(spans))
         self.receiver.wait_for(lambda: check(self.receiver.trace(trace_id)), timeout_s)
-        time.sleep(0.3)
-        return self.receiver.trace(trace_id)
+        return self.receiver.settle(trace_id, quiet_s=0.3)
 
 
 def code_prompt(token: str, seconds: float = 0.0) -> str:

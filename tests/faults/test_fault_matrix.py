@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from services.registry import HOPS as REGISTRY
+from services.registry import called
 from telemetry import conventions as c
 from tests.chain.spans import CLIENT, ERROR, assert_one_connected_tree
 from tests.faults.harness import (
@@ -23,7 +25,7 @@ from tests.faults.harness import (
 )
 from tests.otlp_receiver import OtlpReceiver
 
-HOP_TIMEOUT_S = 1.5  # every hop's timeout; Orchestration 3x, Gatekeeper 4x (the timeout ladder)
+HOP_TIMEOUT_S = 1.5  # FLLM_HOP_TIMEOUT_S: each hop's share of the timeout ladder is a multiple of it
 POOL_TIMEOUT_S = 2.5  # Context API -> code session pool
 CODE_TIMEOUT_S = 4.0  # LangChain -> Context API executeCode
 ENV = {
@@ -46,26 +48,40 @@ class Hop:
     agent: str = "code-interpreter"
 
 
+def ladder_s(package: str) -> float:
+    """How long a caller waits for ``package`` under ENV: its share of the ladder, else the pool timeout."""
+    share = REGISTRY[package].timeout_share
+    return HOP_TIMEOUT_S * share if share else POOL_TIMEOUT_S
+
+
 HOPS = {
-    "core->gatekeeper": Hop(c.GATEKEEPER_API, "gatekeeper_api", "POST", r"/async-completions$", HOP_TIMEOUT_S * 4,
-                            GATEKEEPER_AGENT),
+    "core->gatekeeper": Hop(c.GATEKEEPER_API, "gatekeeper_api", "POST", r"/async-completions$",
+                            ladder_s("gatekeeper_api"), GATEKEEPER_AGENT),
     "gatekeeper->orchestration": Hop(c.ORCHESTRATION_API, "orchestration_api", "POST", r"/async-completions$",
-                                     HOP_TIMEOUT_S * 3, GATEKEEPER_AGENT),
+                                     ladder_s("orchestration_api"), GATEKEEPER_AGENT),
     "core->orchestration": Hop(c.ORCHESTRATION_API, "orchestration_api", "POST", r"/async-completions$",
-                               HOP_TIMEOUT_S * 3),
+                               ladder_s("orchestration_api")),
     "orchestration->context (session)": Hop(c.CONTEXT_API, "context_api", "POST", r"/codeSessions$",
-                                            HOP_TIMEOUT_S),
-    "orchestration->state": Hop(c.STATE_API, "state_api", "POST", r"/operations/[^/]+$", HOP_TIMEOUT_S),
+                                            ladder_s("context_api")),
+    "orchestration->state": Hop(c.STATE_API, "state_api", "POST", r"/operations/[^/]+$", ladder_s("state_api")),
     "orchestration->langchain": Hop(c.LANGCHAIN_API, "langchain_api", "POST", r"/async-completions$",
-                                    HOP_TIMEOUT_S * 2),
-    "langchain->state": Hop(c.STATE_API, "state_api", "PUT", r"/operations/[^/]+$", HOP_TIMEOUT_S),
+                                    ladder_s("langchain_api")),
+    "langchain->state": Hop(c.STATE_API, "state_api", "PUT", r"/operations/[^/]+$", ladder_s("state_api")),
     "langchain->context (execute)": Hop(c.CONTEXT_API, "context_api", "POST", r"/executeCode$", CODE_TIMEOUT_S),
     "context->dynamic-sessions": Hop(c.DYNAMIC_SESSIONS, "dynamic_sessions", "POST", r"/executions\?",
-                                     POOL_TIMEOUT_S),
+                                     ladder_s("dynamic_sessions")),
     "context->code-session-api": Hop(c.CODE_SESSION_API, "code_session_api", "POST", r"/code/execute\?",
-                                     POOL_TIMEOUT_S, "custom-container-coder"),
+                                     ladder_s("code_session_api"), "custom-container-coder"),
 }
 FAULTS = ("down", "500", "malformed", "slow")
+
+
+def test_the_matrix_breaks_every_hop_of_the_registry() -> None:
+    # Every hop a service calls (the portal's own calls to Core: tests/portal).
+    callees = {p for caller in called() for p in REGISTRY[caller].next_hops}
+    assert {hop.proxy for hop in HOPS.values()} == callees
+    for hop in HOPS.values():
+        assert hop.hop == REGISTRY[hop.proxy].name
 
 
 @pytest.fixture(scope="module")

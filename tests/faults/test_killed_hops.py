@@ -4,6 +4,7 @@ span the other hops exported, connected; a killed and restarted State API loses 
 
 from __future__ import annotations
 
+import secrets
 import signal
 import sqlite3
 import threading
@@ -24,7 +25,9 @@ from tests.faults.harness import (
     start_fault_chain,
     stop_fault_chain,
 )
+from tests.faults.proxy import Fault
 from tests.otlp_receiver import OtlpReceiver
+from tests.wait import wait_quiet, wait_until
 
 STALE_AFTER_S = 3.0
 ENV = {"FLLM_OPERATION_STALE_AFTER_S": str(STALE_AFTER_S), "FLLM_HOP_TIMEOUT_S": "5"}
@@ -40,23 +43,27 @@ def faults(tmp_path_factory: pytest.TempPathFactory, receiver: OtlpReceiver) -> 
 
 
 def _running_code(faults: FaultChain, agent: str = "code-interpreter") -> Outcome:
-    """Submit code that sleeps, and return once it runs (the workflow reported its tool call)."""
-    submitted = faults.submit(code_prompt("killed", CODE_SECONDS), agent)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        state = faults.chain.data_dir / "state_api.db"
-        with sqlite3.connect(state) as db:
-            row = db.execute("SELECT status_message FROM operations WHERE operation_id = ?",
-                             (submitted.operation_id,)).fetchone()
-        if row and row[0] in ("Running agent tools.", "The agent workflow is running."):
-            time.sleep(0.8)  # into the code's sleep
-            return submitted
-        time.sleep(0.05)
-    raise AssertionError("the code never started")
+    """Submit code that sleeps, and return once it runs: it leaves a file in its session folder (/mnt/data,
+    under the provider's data folder), then sleeps."""
+    marker = f"running-{secrets.token_hex(6)}"
+    code = f"open('/mnt/data/{marker}', 'w').close()\nimport time\ntime.sleep({CODE_SECONDS})\nprint('cell', 6 * 7)"
+    submitted = faults.submit(f"Run this:\n```python\n{code}\n```", agent)
+    wait_until(lambda: next(faults.chain.data_dir.rglob(marker), None), "the code to run", 15)
+    return submitted
 
 
 def _kill(faults: FaultChain, package: str) -> None:
     faults.chain.stop_service(package, signal.SIGKILL)
+
+
+def _kill_once_held(faults: FaultChain, package: str, hop: str, held: Fault) -> None:
+    """Kill ``package`` once the slow call it makes is held at the proxy (it waits in the middle of its work)
+    and the spans it ended before have been exported (none new from it for five export intervals)."""
+    try:
+        wait_until(lambda: held.hits, f"the call {package} makes to be held", 15)
+        wait_quiet(lambda: sum(span.service == hop for span in list(faults.receiver.spans)), f"{hop}'s spans", 0.25)
+    finally:  # killed even then: the submission it holds must not wait for the slow fault to end
+        _kill(faults, package)
 
 
 def _check(faults: FaultChain, outcome: Outcome, hop: str, lost: str, callees: frozenset[str]) -> None:
@@ -111,12 +118,13 @@ def test_a_hop_killed_while_it_starts_the_operation_fails_it(faults: FaultChain,
     # The hop is held in the middle of its start by a slow call behind it, and killed there.
     holding = "context_api" if package == "orchestration_api" else "orchestration_api"
     path = r"/codeSessions$" if package == "orchestration_api" else r"/async-completions$"
-    faults.proxies[holding].inject("slow", method="POST", path=path, delay_s=3.0, times=1)
+    held = faults.proxies[holding].inject("slow", method="POST", path=path, delay_s=3.0, times=1)
     try:
-        killer = threading.Thread(target=lambda: (time.sleep(1.0), _kill(faults, package)))
+        killer = threading.Thread(target=_kill_once_held, args=(faults, package, hop, held))
         killer.start()
         submitted = faults.submit(code_prompt("held"), agent)
         killer.join()
+        assert held.hits, f"{package} was killed before its call was held"
         outcome = faults.wait(submitted, timeout_s=30)
         _check(faults, outcome, hop, hop, frozenset({c.CONTEXT_API, c.ORCHESTRATION_API}))
     finally:
@@ -127,10 +135,10 @@ def test_a_hop_killed_while_it_starts_the_operation_fails_it(faults: FaultChain,
 def test_a_state_api_killed_and_restarted_mid_operation_loses_nothing(faults: FaultChain) -> None:
     # The operation is held in its tool call (executeCode delayed at the Context API) while State API
     # is killed and started again; LangChain's final writes then find it back.
-    faults.proxies["context_api"].inject("delay", method="POST", path=r"/executeCode$", about="restarted",
-                                         delay_s=3.0, times=1)
+    held = faults.proxies["context_api"].inject("delay", method="POST", path=r"/executeCode$", about="restarted",
+                                                delay_s=3.0, times=1)
     submitted = faults.submit(code_prompt("restarted"))
-    time.sleep(1.0)
+    wait_until(lambda: held.hits, "the tool call to be held at the Context API")
     _kill(faults, "state_api")
     faults.chain.restart_service("state_api")
     outcome = faults.wait(submitted, timeout_s=30)

@@ -33,7 +33,8 @@ class Deployment:
         self.endpoint = self.server.url
 
     def _complete(self, request: Request) -> Reply:
-        self.requests.append({"path": request.path, "headers": request.headers, "body": json.loads(request.body)})
+        self.requests.append({"path": request.path, "headers": {k.lower(): v for k, v in request.headers.items()},
+                              "body": json.loads(request.body)})
         status, body = self.replies.pop(0)
         return Reply(status, body)
 
@@ -78,7 +79,7 @@ def test_a_tool_call_then_an_answer_with_an_api_key(deployment: Deployment) -> N
     assert second.text == "It printed 4." and not second.tool_calls
     request = deployment.requests[0]
     assert request["path"] == "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
-    assert request["headers"]["api-key"] == "test-key" and "Authorization" not in request["headers"]
+    assert request["headers"]["api-key"] == "test-key" and "authorization" not in request["headers"]
     assert request["body"]["tools"][0]["function"]["name"] == "code_interpreter"
     assert "tools" not in deployment.requests[1]["body"]
 
@@ -89,7 +90,7 @@ def test_without_a_key_an_entra_token_is_fetched_once_and_reused(deployment: Dep
     model = AzureOpenAIModel(deployment.endpoint, "gpt-4o", "2024-10-21", api_key=None, credential=credential)
     _turns(model)
     assert credential.scopes == [AZURE_OPENAI_SCOPE]
-    assert [r["headers"]["Authorization"] for r in deployment.requests] == ["Bearer entra-token-1"] * 2
+    assert [r["headers"]["authorization"] for r in deployment.requests] == ["Bearer entra-token-1"] * 2
 
 
 @pytest.mark.parametrize(("status", "reply", "reason"), [

@@ -15,6 +15,7 @@ from services.portal import create_app
 from services.portal.app import PortalConfig
 from telemetry import conventions as c
 from tests.portal.conftest import PROGRESS, FakeCore, answer_to, spans_named, trace_id_hex
+from tests.wait import until
 
 T = TypeVar("T")
 JAEGER = "http://127.0.0.1:16686"
@@ -81,7 +82,8 @@ def test_submit_then_status_until_completed(fake_core: FakeCore, span_exporter: 
         while not views or not views[-1]["done"]:
             views.append((await http.get(f"/api/completions/{accepted.json()['operation_id']}?wait=10")).json())
             assert len(views) < 20
-        await asyncio.sleep(0.05)  # the background wait ends its spans right after it publishes the end
+        # The background wait ends its span right after it publishes the end.
+        await until(lambda: spans_named(span_exporter, c.SPAN_PORTAL_WAIT), "the portal's wait span")
         return accepted, views
 
     accepted, views = with_portal(fake_core, work)
@@ -111,7 +113,8 @@ def test_status_of_an_operation_the_portal_does_not_wait_on_asks_core(
     async def work(http: httpx.AsyncClient, app: FastAPI) -> list[httpx.Response]:
         accepted = await http.post("/api/completions", json={"prompt": "elsewhere"})
         operation_id = accepted.json()["operation_id"]
-        await asyncio.sleep(0.2)  # the portal's wait sees the end...
+        waiting = app.state.waiters._tracked[operation_id]
+        await until(lambda: waiting.view.done, "the portal's wait to see the end")
         app.state.waiters._tracked.clear()  # ...and forgets it, as after a restart
         return [await http.get(f"/api/completions/{operation_id}"), await http.get("/api/completions/unknown-op")]
 
@@ -151,7 +154,8 @@ def test_a_change_the_page_missed_is_answered_at_once(fake_core: FakeCore, span_
     async def work(http: httpx.AsyncClient, app: FastAPI) -> list[tuple[dict[str, Any], float]]:
         accepted = (await http.post("/api/completions", json={"prompt": "progress"})).json()
         url = f"/api/completions/{accepted['operation_id']}"
-        await asyncio.sleep(0.3)  # the portal's wait has seen the progress text meanwhile
+        waiting = app.state.waiters._tracked[accepted["operation_id"]]
+        await until(lambda: waiting.version > accepted["version"], "the portal's wait to see the progress text")
         answers = []
         for query in (f"?wait=10&seen={accepted['version']}", "?wait=0.3&seen=1"):
             started = asyncio.get_running_loop().time()

@@ -23,7 +23,11 @@ from tests.portal.conftest import PROGRESS, FakeCore, answer_to, traceparent_tra
 REPO = Path(__file__).resolve().parents[2]
 JAEGER = "http://127.0.0.1:16686"
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed (apt-get install chromium)")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.chain,  # the portal runs as its own process
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed (apt-get install chromium)"),
+]
 
 
 @dataclass

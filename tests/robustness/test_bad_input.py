@@ -16,13 +16,13 @@ from schemathesis import GenerationMode
 
 from services.common.models import LOCAL_DEVELOPER
 from services.common.settings import DEFAULT_INSTANCE_ID
+from services.registry import HOPS, called
 from tests.faults.harness import FaultChain
 
 INSTANCE = DEFAULT_INSTANCE_ID
 EXAMPLES = int(os.environ.get("FLLM_FUZZ_EXAMPLES", "3"))  # per operation and generation mode
 ANSWER_WITHIN_S = 20.0  # "no hang": every fuzzed request is answered within this
-FUZZED = ("core_api", "gatekeeper_api", "orchestration_api", "langchain_api", "state_api", "context_api",
-          "dynamic_sessions", "code_session_api")
+FUZZED = called()  # every hop's OpenAPI but the portal's (a page, called by no hop)
 FUZZ_SESSION = "fuzz-session"  # code runs in one session: random identifiers would each start an interpreter
 
 
@@ -30,9 +30,11 @@ def _auth_headers(live: FaultChain, package: str) -> dict[str, str]:
     keys = live.chain.secrets_env
     headers = {"X-USER-IDENTITY": LOCAL_DEVELOPER.model_dump_json(),
                "Authorization": f"Bearer {keys['FLLM_DYNAMIC_SESSIONS_TOKEN']}"}
-    key = keys.get(f"FLLM_{package.upper()}_KEY")
+    key = keys.get(HOPS[package].api_key_env or "")
     if key:
         headers["X-API-KEY"] = key
+    if package == "core_api":  # an Entra-style token of the chain's local issuer
+        headers.update(live.auth())
     return headers
 
 
@@ -115,13 +117,15 @@ def _problem(response: httpx.Response, status: int, field: str | None = None) ->
 
 
 def test_an_oversized_prompt_is_refused_naming_the_field(live: FaultChain) -> None:
-    answer = httpx.post(_core(live), json={"user_prompt": "x" * 262_145, "session_id": "s"}, timeout=30)
+    answer = httpx.post(_core(live), json={"user_prompt": "x" * 262_145, "session_id": "s"}, timeout=30,
+                        headers=_auth_headers(live, "core_api"))
     _problem(answer, 400, "user_prompt")
 
 
 def test_an_oversized_body_is_refused(live: FaultChain) -> None:
     body = json.dumps({"user_prompt": "hi", "session_id": "s", "metadata": {"blob": "y" * (40 * 2**20)}})
-    answer = httpx.post(_core(live), content=body, headers={"Content-Type": "application/json"}, timeout=60)
+    answer = httpx.post(_core(live), content=body, timeout=60,
+                        headers={**_auth_headers(live, "core_api"), "Content-Type": "application/json"})
     _problem(answer, 413, "body")
     for code_mb in (9, 20):  # past the code limit (4 MiB), then past the body limit too
         execute = httpx.post(f"{live.chain.url('dynamic_sessions')}/executions", timeout=60,
@@ -141,13 +145,15 @@ def test_an_oversized_body_is_refused(live: FaultChain) -> None:
 ])
 def test_wrong_content_types_and_undecodable_bodies_are_400(live: FaultChain, content: bytes,
                                                             content_type: str) -> None:
-    answer = httpx.post(_core(live), content=content, headers={"Content-Type": content_type}, timeout=10)
+    answer = httpx.post(_core(live), content=content, timeout=10,
+                        headers={**_auth_headers(live, "core_api"), "Content-Type": content_type})
     _problem(answer, 400, "body")
 
 
 def test_an_unknown_instance_id_is_403_on_every_hop(live: FaultChain) -> None:
     other = "11111111-2222-3333-4444-555555555555"
-    _problem(httpx.post(_core(live, other), json={"user_prompt": "hi", "session_id": "s"}, timeout=10), 403)
+    _problem(httpx.post(_core(live, other), json={"user_prompt": "hi", "session_id": "s"}, timeout=10,
+                        headers=_auth_headers(live, "core_api")), 403)
     for package, path in (("state_api", f"/instances/{other}/operations/op-1"),
                           ("orchestration_api", f"/instances/{other}/async-completions/op-1/status")):
         headers = _auth_headers(live, package)
@@ -157,12 +163,13 @@ def test_an_unknown_instance_id_is_403_on_every_hop(live: FaultChain) -> None:
 @pytest.mark.parametrize("operation_id", ["bad id!", "x" * 129, "../../etc/passwd", "op\u00e9"])
 def test_invalid_operation_ids_are_refused_naming_the_field(live: FaultChain, operation_id: str) -> None:
     answer = httpx.post(_core(live), json={"user_prompt": "hi", "session_id": "s", "operation_id": operation_id},
-                        timeout=10)
+                        timeout=10, headers=_auth_headers(live, "core_api"))
     _problem(answer, 400, "operation_id")
 
 
 def test_an_unknown_operation_is_404_naming_it(live: FaultChain) -> None:
-    _problem(httpx.get(f"{_core(live)}/op-never-submitted/status", timeout=10), 404, "operationId")
+    _problem(httpx.get(f"{_core(live)}/op-never-submitted/status", timeout=10,
+                       headers=_auth_headers(live, "core_api")), 404, "operationId")
     state = f"{live.chain.url('state_api')}/instances/{INSTANCE}/operations/op-never-submitted"
     _problem(httpx.get(state, headers=_auth_headers(live, "state_api"), timeout=10), 404, "operationId")
 

@@ -9,14 +9,14 @@ import httpx
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 
 from services.common.models import LOCAL_DEVELOPER
-from services.common.settings import DEFAULT_INSTANCE_ID
+from services.common.settings import API_KEY_ENV, DEFAULT_INSTANCE_ID
 from tests.faults.harness import FaultChain, code_prompt
 
 INSTANCE = DEFAULT_INSTANCE_ID
 
 
 def _headers(live: FaultChain, package: str) -> dict[str, str]:
-    return {"X-API-KEY": live.chain.secrets_env[f"FLLM_{package.upper()}_KEY"],
+    return {"X-API-KEY": live.chain.secrets_env[API_KEY_ENV[package]],
             "X-USER-IDENTITY": LOCAL_DEVELOPER.model_dump_json()}
 
 
@@ -69,7 +69,7 @@ def test_core_api_keeps_an_ended_operation_across_a_kill(live: FaultChain) -> No
     assert outcome.status == "Completed", outcome.body
     _kill_and_restart(live, "core_api")
     status = httpx.get(f"{live.chain.url('core_api')}/instances/{INSTANCE}/async-completions/"
-                       f"{outcome.operation_id}/status", timeout=10)
+                       f"{outcome.operation_id}/status", timeout=10, headers=live.auth())
     assert status.status_code == 200
     assert status.json()["status"] == "Completed"
     assert status.json()["trace_id"] == outcome.trace_id

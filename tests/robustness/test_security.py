@@ -11,7 +11,7 @@ import sqlite3
 import httpx
 import pytest
 
-from services.common.settings import DEFAULT_INSTANCE_ID
+from services.common.settings import API_KEY_ENV, DEFAULT_INSTANCE_ID
 from telemetry import conventions as c
 from tests.chain.spans import SERVER
 from tests.faults.harness import FaultChain, code_prompt
@@ -41,7 +41,7 @@ def _everything_recorded(live: FaultChain) -> str:
 def test_internal_hops_refuse_a_missing_or_wrong_key_alike(live: FaultChain, package: str) -> None:
     method, path, body = PROTECTED[package]
     url = live.chain.url(package) + path
-    key = live.chain.secrets_env[f"FLLM_{package.upper()}_KEY"]
+    key = live.chain.secrets_env[API_KEY_ENV[package]]
     answers = []
     for headers in ({}, {"X-API-KEY": "wrong"}, {"X-API-KEY": key[:-1]}, {"X-API-KEY": key + "x"},
                     {"X-API-KEY": ""}):

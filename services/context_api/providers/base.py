@@ -8,11 +8,10 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
-import httpcore
 import httpx
 
 from services.common.errors import HopError
-from services.common.hop_client import DirectClient, HopResponse
+from services.common.hop_client import timed_out
 from services.context_api.models import CodeExecutionResult
 from services.context_api.providers.tokens import TokenSource
 
@@ -55,7 +54,7 @@ class ProviderError(HopError):
         self.answer_status = answer_status
 
 
-Answer = httpx.Response | HopResponse
+Answer = httpx.Response
 
 
 def error_text(response: Answer) -> str:
@@ -80,11 +79,8 @@ class PoolClient:
     hop = ""
 
     def __init__(self, http: httpx.AsyncClient, tokens: TokenSource | None, api_version: str | None = API_VERSION,
-                 name: str | None = None, direct: DirectClient | None = None) -> None:
+                 name: str | None = None) -> None:
         self.http = http
-        # Plain-http calls without a file go straight to the keep-alive pool (no httpx layers per call);
-        # uploads (multipart) and https go through httpx.
-        self.direct = direct
         self.tokens = tokens  # None: no Authorization header (an override's local container)
         self.api_version = api_version
         self.name = name or self.name
@@ -106,14 +102,12 @@ class PoolClient:
                                502) from error
         url = f"{target.endpoint}{path}"  # telemetry hashes the identifier on the client span's url.full
         try:
-            if self.direct is not None and self.direct.serves(url) and kwargs.keys() <= {"json"}:
-                response: Answer = await self.direct.request(method, url, params=params, headers=headers, **kwargs)
-            else:
-                response = await self.http.request(method, url, params=params, headers=headers, **kwargs)
-        except (httpx.TimeoutException, httpcore.TimeoutException) as error:
-            raise self._failed(f"did not answer {step} in time ({type(error).__name__})", 504) from error
-        except (httpx.TransportError, httpcore.NetworkError, httpcore.ProtocolError) as error:
-            raise self._failed(f"could not be reached for {step} ({type(error).__name__}: {error})", 502) from error
+            response = await self.http.request(method, url, params=params, headers=headers, **kwargs)
+        except httpx.TransportError as error:
+            if timed_out(error):
+                raise self._failed(f"did not answer {step} in time ({type(error).__name__})", 504) from error
+            reason = error.__cause__ or error
+            raise self._failed(f"could not be reached for {step} ({type(reason).__name__}: {reason})", 502) from error
         if response.status_code >= 500:
             raise self._failed(f"answered {response.status_code} to {step}: {error_text(response)}", 502,
                                response.status_code)

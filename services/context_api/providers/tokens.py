@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import os
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -25,14 +24,14 @@ from typing import Literal, Protocol
 
 from azure.core.credentials import AccessToken
 
-from services.common.settings import Settings
+from services.common.settings import DynamicSessionsAuthSettings, Settings
 from telemetry.context import hop_span, run_in_thread
 
 SCOPE = "https://dynamicsessions.io/.default"
 REFRESH_MARGIN_S = 300.0
-AUTH_ENV = "FLLM_DYNAMIC_SESSIONS_AUTH"
-CREDENTIAL_ENV = "FLLM_AZURE_CREDENTIAL"
-TOKEN_ENV = "FLLM_DYNAMIC_SESSIONS_TOKEN"
+AUTH_ENV = DynamicSessionsAuthSettings.variable("dynamic_sessions_auth")
+CREDENTIAL_ENV = DynamicSessionsAuthSettings.variable("azure_credential")
+TOKEN_ENV = DynamicSessionsAuthSettings.variable("dynamic_sessions_token")
 SPAN_GET_TOKEN = "context.get_pool_token"
 
 AuthMode = Literal["auto", "token", "azure-identity"]
@@ -59,11 +58,11 @@ def is_loopback(endpoint: str) -> bool:
 def default_credential() -> TokenCredential:
     from azure.identity import AzureCliCredential, DefaultAzureCredential, ManagedIdentityCredential
 
-    kind = os.environ.get(CREDENTIAL_ENV, "default").lower()
-    if kind == "cli":
+    auth = DynamicSessionsAuthSettings()
+    if auth.azure_credential == "cli":
         return AzureCliCredential()
-    if kind == "managed-identity":
-        return ManagedIdentityCredential(client_id=os.environ.get("AZURE_CLIENT_ID"))
+    if auth.azure_credential == "managed-identity":
+        return ManagedIdentityCredential(client_id=auth.azure_client_id)
     return DefaultAzureCredential()
 
 
@@ -89,12 +88,11 @@ class TokenSource:
 
     @classmethod
     def from_env(cls, settings: Settings) -> TokenSource:
-        mode = os.environ.get(AUTH_ENV, "auto").lower()
-        if mode not in ("auto", "token", "azure-identity"):
-            raise ValueError(f"{AUTH_ENV} must be auto, token or azure-identity, not {mode!r}")
-        if mode == "auto" and TOKEN_ENV in os.environ:
+        auth = DynamicSessionsAuthSettings()
+        mode: AuthMode = auth.dynamic_sessions_auth
+        if mode == "auto" and auth.dynamic_sessions_token is not None:
             mode = "token"
-        return cls(settings.dynamic_sessions_token, mode=mode)  # type: ignore[arg-type]
+        return cls(settings.dynamic_sessions_token, mode=mode)
 
     def uses_azure_identity(self, endpoint: str) -> bool:
         return self.mode == "azure-identity" or (self.mode == "auto" and not is_loopback(endpoint))

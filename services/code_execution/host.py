@@ -1,0 +1,72 @@
+"""What this host lets the executor build, found out once at start: bwrap, cgroups, tmpfs quotas, uids.
+
+``HostSandbox.report`` says what holds (``GET /status`` and ``code_session.sandbox.*`` on spans), with
+the reason wherever a part falls back.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from services.code_execution import storage
+from services.code_execution.cgroups import CgroupRoot
+from services.code_execution.config import ExecutorConfig
+from services.code_execution.interpreter import launcher
+from services.code_execution.sessions import SessionManager, Slot
+
+log = logging.getLogger("foundationallm.code_execution")
+
+
+class HostSandbox:
+    def __init__(self, config: ExecutorConfig) -> None:
+        self.config = config
+        self.bwrap: str | None = None
+        self.site_packages = config.site_packages()
+        self.report: dict[str, str] = {"isolation": "pending"}
+
+    def probe(self, sessions: SessionManager) -> None:
+        """Choose bwrap or the fallback, open the cgroup root, test tmpfs mounts (blocking: a thread)."""
+        mode = self.config.sandbox
+        found = launcher.find_bwrap() if mode != "none" else None
+        problem = "disabled (FLLM_CODE_SANDBOX=none)" if mode == "none" else "bwrap is not installed"
+        if found is not None:
+            problem = launcher.bwrap_works(found) or ""
+            self.bwrap = None if problem else found
+        if self.bwrap is None and mode == "bwrap":
+            raise RuntimeError(f"FLLM_CODE_SANDBOX=bwrap, but bwrap cannot run here: {problem}")
+        if self.bwrap is None:
+            log.warning("code runs WITHOUT a sandbox (rlimits only): %s", problem)
+        cgroups, limits = CgroupRoot.open(f"fllm-code-{self.config.uid_base}")
+        sessions.cgroups = cgroups
+        sessions.quota = _quota_works(self.config.sessions_dir)
+        bwrapped = self.bwrap is not None
+        self.report = {
+            "isolation": "bwrap" if bwrapped else f"none ({problem})",
+            "network": "isolated" if bwrapped and self.config.deny_network else "shared",
+            "filesystem": "private-root" if bwrapped else "host",
+            "processes": "pid-namespace" if bwrapped else "host",
+            "identity": "session-uid" if sessions.has_uids else "server-uid",
+            "limits": limits if cgroups is not None else f"rlimits only: {limits}",
+            "disk": "tmpfs-quota" if sessions.quota else "file-size-limit only (no tmpfs: not root)",
+        }
+
+    def command(self, slot: Slot) -> list[str]:
+        """The command line that starts one interpreter for ``slot``."""
+        limits = self.config.limits
+        spec = launcher.LaunchSpec(
+            data_dir=str(slot.data_dir), uid=slot.uid, limits=limits.rlimits(), site_packages=self.site_packages,
+            tmp_bytes=limits.tmp_bytes, deny_network=self.config.deny_network,
+        )
+        return launcher.bwrap_command(spec, self.bwrap) if self.bwrap else launcher.direct_command(spec)
+
+
+def _quota_works(sessions_dir: Path) -> bool:
+    probe = sessions_dir / ".quota-probe"
+    probe.mkdir(exist_ok=True)
+    try:
+        return storage.mount_quota(str(probe), 1024 * 1024, None) is None
+    finally:
+        if storage.is_mount(str(probe)):
+            storage.unmount(str(probe))
+        probe.rmdir()

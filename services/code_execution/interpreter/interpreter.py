@@ -1,0 +1,241 @@
+"""The exec loop of a session's interpreter: cells, captured output, results and named results.
+
+Started inside bwrap as ``python -I -S -B -c '<bootstrap>' '<json config>'`` (see ``launcher``).
+A trailing expression's ``repr`` is the result; variables named by the last statement are the named
+results (FoundationaLLM's code session API); a pandas DataFrame result is saved as CSV in /mnt/data.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import io
+import json
+import linecache
+import os
+import sys
+import time
+import traceback
+import types
+from typing import Any
+
+from . import protocol, sandbox
+
+CELL_PREFIX = "<cell-"
+RESULT_VALUE_LIMIT = 1024 * 1024
+
+
+class Capture(io.TextIOBase):
+    """A text stream that keeps the first ``limit`` characters and counts everything written."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.parts: list[str] = []
+        self.kept = 0
+        self.size_bytes = 0
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        self.size_bytes += len(text) if text.isascii() else len(text.encode("utf-8", "replace"))
+        room = self.limit - self.kept
+        if room > 0 and text:
+            piece = text[:room]
+            self.parts.append(piece)
+            self.kept += len(piece)
+        return len(text)
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+    def value(self) -> str:
+        return _clean("".join(self.parts))
+
+
+def _clean(text: str) -> str:
+    """Text that survives JSON and UTF-8 encoding (lone surrogates replaced)."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _names_of(node: ast.AST) -> list[str]:
+    if isinstance(node, ast.Name):
+        return [node.id]
+    if isinstance(node, ast.Tuple | ast.List) and all(isinstance(e, ast.Name) for e in node.elts):
+        return [e.id for e in node.elts]  # type: ignore[attr-defined]
+    return []
+
+
+def last_statement_names(tree: ast.Module) -> list[str]:
+    """FoundationaLLM's rule: the variables a final bare-name expression or assignment names."""
+    if not tree.body:
+        return []
+    last = tree.body[-1]
+    if isinstance(last, ast.Expr):
+        return _names_of(last.value)
+    if isinstance(last, ast.Assign):
+        names: list[str] = []
+        for target in last.targets:
+            found = _names_of(target)
+            if not found:
+                return []
+            names.extend(found)
+        return names
+    return []
+
+
+class _Encoder(json.JSONEncoder):
+    """JSON for the values FoundationaLLM's code session API serialises (libraries only if loaded)."""
+
+    def default(self, o: Any) -> Any:
+        import datetime
+        import decimal
+        import uuid
+
+        if isinstance(o, datetime.datetime | datetime.date | datetime.time):
+            return o.isoformat()
+        if isinstance(o, decimal.Decimal):
+            return float(o)
+        if isinstance(o, uuid.UUID):
+            return str(o)
+        if isinstance(o, set | frozenset):
+            return list(o)
+        if isinstance(o, bytes | bytearray):
+            return o.decode("utf-8", errors="replace")
+        module = type(o).__module__.split(".")[0]
+        if module in ("numpy", "pandas"):
+            for method, args in (("isoformat", ()), ("tolist", ()), ("item", ()), ("to_dict", ())):
+                if hasattr(o, method):
+                    return getattr(o, method)(*args)
+        return super().default(o)
+
+
+def _dataframe_summary(name: str, value: Any) -> Any:
+    """FoundationaLLM saves a DataFrame result as CSV in /mnt/data and returns a preview instead."""
+    pandas = sys.modules.get("pandas")
+    if pandas is None:
+        return value
+    if isinstance(value, pandas.DataFrame):
+        stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime()) + f"{time.time_ns() // 1000 % 1_000_000:06d}"
+        safe = "".join(c for c in name if c.isalnum() or c in "_-") or "df"
+        value.to_csv(f"{safe}_{stamp}.csv", index=False)
+        preview = value.head(10).reset_index().rename(columns={"index": ""}).to_dict(orient="records")
+        return {
+            "type": "dataframe",
+            "details": "The dataframe has been saved to a CSV file. A preview of the first ten rows of data "
+            "has been generated. To view all the data, examine the CSV file that was returned.",
+            "preview": preview,
+        }
+    if isinstance(value, pandas.Series):
+        return {"type": "series", "details": "The series data is displayed below.", "data": value.to_dict()}
+    return value
+
+
+def named_results(names: list[str], namespace: dict[str, Any]) -> dict[str, str]:
+    results: dict[str, str] = {}
+    for name in names:
+        if name not in namespace:
+            continue
+        try:
+            encoded = json.dumps(_dataframe_summary(name, namespace[name]), cls=_Encoder)
+        except Exception:  # values that cannot be serialised are dropped, as in the original
+            continue
+        if len(encoded) <= RESULT_VALUE_LIMIT:
+            results[name] = _clean(encoded)
+    return results
+
+
+def _user_traceback(error: BaseException) -> str:
+    tb = error.__traceback__
+    while tb is not None and not tb.tb_frame.f_code.co_filename.startswith(CELL_PREFIX):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(error), error, tb))
+
+
+class Interpreter:
+    def __init__(self) -> None:
+        module = types.ModuleType("__main__")
+        module.__dict__["__builtins__"] = builtins
+        sys.modules["__main__"] = module
+        self.namespace = module.__dict__
+        self.count = 0
+        self.sink = Capture(0)
+        sys.stdout = sys.stderr = self.sink
+
+    def execute(self, code: str, max_output: int, want_names: bool) -> dict[str, Any]:
+        self.count += 1
+        filename = f"{CELL_PREFIX}{self.count}>"
+        linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+        out, err = Capture(max_output), Capture(max_output)
+        status, result, error, results = "Succeeded", "", None, {}
+        sys.stdout, sys.stderr = out, err
+        started = time.perf_counter()
+        try:
+            tree = ast.parse(code, filename)
+            names = last_statement_names(tree) if want_names else []
+            tail = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+            if tree.body:
+                exec(compile(tree, filename, "exec"), self.namespace)
+            if tail is not None:
+                value = eval(compile(ast.Expression(tail.value), filename, "eval"), self.namespace)
+                if value is not None:
+                    self.namespace["_"] = value
+                    result = _clean(repr(value)[:max_output])
+                elif not isinstance(tail.value, ast.Call):
+                    result = None  # as the service's examples: `a = None; a` -> null, `print(..)` -> ""
+            results = named_results(names, self.namespace) if names else {}
+        except SystemExit as exit_:
+            if exit_.code not in (None, 0):
+                status, error = "Failed", self._failure(exit_, err)
+        except BaseException as failure:  # noqa: BLE001 - everything the code raises is its result
+            status, error = "Failed", self._failure(failure, err)
+        finally:
+            elapsed = time.perf_counter() - started
+            sys.stdout = sys.stderr = self.sink
+        return {
+            "status": status,
+            "stdout": out.value(),
+            "stderr": err.value(),
+            "stdout_bytes": out.size_bytes,
+            "stderr_bytes": err.size_bytes,
+            "result": result,
+            "results": results,
+            "error": error,
+            "time_ms": int(round(elapsed * 1000)),
+        }
+
+    @staticmethod
+    def _failure(failure: BaseException, err: Capture) -> dict[str, str]:
+        text = _clean(_user_traceback(failure))
+        err.write(text)
+        return {"name": type(failure).__name__, "message": _clean(str(failure))[:2000], "traceback": text[-65536:]}
+
+
+
+def serve(config: dict[str, Any]) -> None:
+    """Sandbox this process, then answer requests until the executor closes the pipe."""
+    requests, answers, uid = sandbox.prepare(config)
+    sys.path.extend(folder for folder in config.get("site_packages", []) if folder not in sys.path)
+    sys.path[:] = [p for p in sys.path if p != config.get("package_parent")]  # it is all imported now
+    sys.path.insert(0, "")  # as in Jupyter: modules next to the data can be imported
+    interpreter = Interpreter()
+    protocol.write_frame(answers, {"op": "ready", "pid": os.getpid(), "uid": uid})
+    while (request := protocol.read_frame(requests)) is not None:
+        if request.get("op") == "exec":
+            reply = interpreter.execute(request["code"], int(request["max_output"]), bool(request["named_results"]))
+        else:
+            reply = {"ok": request.get("op") == "ping"}
+        protocol.write_frame(answers, reply)
+    os._exit(0)
+
+
+def main() -> None:
+    serve(json.loads(sys.argv[1]) if len(sys.argv) > 1 else {})

@@ -1,0 +1,142 @@
+"""How the executor starts one sandboxed interpreter: the bubblewrap command line.
+
+The sandbox's root is an empty tmpfs with, read-only: ``/usr`` (the C library and the interpreter's
+shared libraries), the Python installation, the allowed site-packages folders and this package (at
+``/sandbox/fllm_interpreter``). Nothing else of the host: no ``/etc``, no ``/home``, no project tree.
+Writable: the session's data folder at ``/mnt/data`` (a size-limited tmpfs the executor mounted on
+the host), and size-limited tmpfs at ``/tmp`` and ``/dev/shm`` that live as long as the sandbox.
+
+As root, bwrap runs in its privileged mode: every namespace of ``--unshare-all`` except the user
+namespace (in one, the session uid would map to the host's root), and the interpreter drops to the
+session's uid itself before it runs anything (``sandbox.drop_identity``). As another user, bwrap needs
+unprivileged user namespaces and the code runs as the server's uid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PACKAGE_DIR = str(Path(__file__).resolve().parent)
+SANDBOX_PACKAGE = "/sandbox/fllm_interpreter"
+MNT_DATA = "/mnt/data"
+BOOTSTRAP = "import sys; sys.path.insert(0, {where!r}); from {package}.interpreter import main; main()"
+# The whole environment code gets: nothing of the server's (no FLLM_*, no tokens).
+CHILD_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "LC_ALL": "C.UTF-8",
+    "HOME": "/tmp",
+    "TMPDIR": "/tmp",
+    "MPLBACKEND": "Agg",
+    "PYTHONIOENCODING": "utf-8",
+}
+NAMESPACES_AS_ROOT = ("--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try")
+
+
+def python_executable() -> str:
+    """The real interpreter binary (a venv's ``python`` is a link to it)."""
+    return os.path.realpath(sys.executable)
+
+
+def read_only_paths(site_packages: list[str]) -> list[str]:
+    """The smallest set of host folders the interpreter needs, none inside another."""
+    wanted = ["/usr", os.path.realpath(sys.base_prefix), *(os.path.realpath(p) for p in site_packages)]
+    wanted.append(os.path.dirname(python_executable()))
+    kept: list[str] = []
+    for path in sorted({p for p in wanted if os.path.isdir(p)}, key=len):
+        if not any(path == top or path.startswith(top + "/") for top in kept):
+            kept.append(path)
+    return kept
+
+
+def _root_links() -> list[str]:
+    """/bin, /lib, ... as on the host: links into /usr (merged /usr) or read-only folders."""
+    args: list[str] = []
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        path = f"/{name}"
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+    return args
+
+
+def _open_parents(paths: list[str]) -> list[str]:
+    """bwrap creates missing parents of a mount point 0700 (root's): after the uid drop they would hide
+    what is bound below them. Make them 0755 first."""
+    parents: set[str] = set()
+    for path in paths:
+        parts = path.strip("/").split("/")[:-1]
+        parents.update("/" + "/".join(parts[: depth + 1]) for depth in range(len(parts)))
+    args: list[str] = []
+    for parent in sorted(parents, key=lambda p: (p.count("/"), p)):
+        if not os.path.islink(parent) and not any(parent == t or parent.startswith(t + "/") for t in paths):
+            args += ["--perms", "0755", "--dir", parent]
+    return args
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    data_dir: str  # host folder bound at /mnt/data
+    uid: int | None  # the session's uid (applied when the executor runs as root)
+    limits: dict[str, int] = field(default_factory=dict)  # rlimits (sandbox.RLIMITS names)
+    site_packages: list[str] = field(default_factory=list)
+    tmp_bytes: int = 256 * 1024 * 1024
+    shm_bytes: int = 64 * 1024 * 1024
+    deny_network: bool = True
+
+
+def bwrap_command(spec: LaunchSpec, bwrap: str = "bwrap") -> list[str]:
+    privileged = os.geteuid() == 0
+    args = [bwrap, *(NAMESPACES_AS_ROOT if privileged else ("--unshare-all",))]
+    if not spec.deny_network:
+        args.append("--share-net")
+    args += ["--die-with-parent", "--new-session"]
+    if privileged and spec.uid is None:  # no session uid to drop to: root inside, but without capabilities
+        args += ["--cap-drop", "ALL"]
+    read_only = read_only_paths(spec.site_packages)
+    args += _open_parents([*read_only, SANDBOX_PACKAGE, MNT_DATA, "/var/tmp"])
+    for path in read_only:
+        args += ["--ro-bind", path, path]
+    args += _root_links()
+    args += ["--ro-bind", PACKAGE_DIR, SANDBOX_PACKAGE]
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    args += ["--perms", "1777", "--size", str(spec.shm_bytes), "--tmpfs", "/dev/shm"]
+    args += ["--perms", "1777", "--size", str(spec.tmp_bytes), "--tmpfs", "/tmp"]
+    args += ["--symlink", "/tmp", "/var/tmp"]
+    args += ["--bind", spec.data_dir, MNT_DATA, "--chdir", MNT_DATA]
+    config = {"uid": spec.uid if privileged else None, "limits": spec.limits, "site_packages": spec.site_packages,
+              "cwd": MNT_DATA, "env": CHILD_ENV, "package_parent": os.path.dirname(SANDBOX_PACKAGE)}
+    bootstrap = BOOTSTRAP.format(where=os.path.dirname(SANDBOX_PACKAGE), package=os.path.basename(SANDBOX_PACKAGE))
+    return [*args, python_executable(), "-I", "-S", "-B", "-c", bootstrap, json.dumps(config)]
+
+
+def direct_command(spec: LaunchSpec) -> list[str]:
+    """No bwrap on this host: the interpreter alone, with its rlimits and uid (reported as unsandboxed)."""
+    config = {"uid": spec.uid if os.geteuid() == 0 else None, "limits": spec.limits,
+              "site_packages": spec.site_packages, "cwd": spec.data_dir, "env": CHILD_ENV,
+              "package_parent": os.path.dirname(PACKAGE_DIR)}
+    package = os.path.basename(PACKAGE_DIR)
+    bootstrap = BOOTSTRAP.format(where=os.path.dirname(PACKAGE_DIR), package=package)
+    return [python_executable(), "-I", "-S", "-B", "-c", bootstrap, json.dumps(config)]
+
+
+def find_bwrap() -> str | None:
+    return shutil.which("bwrap")
+
+
+def bwrap_works(bwrap: str, timeout_s: float = 10.0) -> str | None:
+    """None when bwrap can build this sandbox here, else why not (its error message)."""
+    probe = bwrap_command(LaunchSpec(data_dir="/", uid=None), bwrap)
+    probe = probe[: probe.index(python_executable())] + [python_executable(), "-I", "-S", "-c", "pass"]
+    try:
+        done = subprocess.run(probe, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout_s, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return str(error)
+    return None if done.returncode == 0 else done.stderr.decode(errors="replace").strip()[:500] or "failed"
