@@ -72,7 +72,7 @@ threading.Thread(target=server.serve_forever, daemon=True).start()
 print(f"http://127.0.0.1:{server.server_address[1]}", flush=True)
 sys.stdin.read()
 """
-CHAIN_ENV = {"FLLM_CODE_COOLDOWN_S": "20"}  # sessions made by the load are reaped while it runs
+CHAIN_ENV: dict[str, str] = {}  # the pool's own cooldown: each completion deletes its session when done
 
 
 def uid_bases() -> tuple[str, str]:
@@ -214,7 +214,7 @@ def analyse_traces(side: Side, path: Path) -> dict[str, Any]:
 
 
 def code_execution(runs: int, cold_runs: int) -> dict[str, Any]:
-    from benchmarks.code_execution_bench import emulator, first_executions, warm_session
+    from benchmarks.code_execution_bench import PANDAS, emulator, first_executions, warm_session
 
     def ms(samples: list[float]) -> dict[str, float]:
         return stats([s * 1000 for s in samples])
@@ -223,7 +223,8 @@ def code_execution(runs: int, cold_runs: int) -> dict[str, Any]:
             emulator(2, Path(warm_dir), True) as warm, emulator(0, Path(cold_dir), True) as cold:
         return {"warm_session_print1": ms(warm_session(warm, runs)),
                 "new_session_warm_pool": ms(first_executions(warm, runs, 2)),
-                "new_session_cold": ms(first_executions(cold, cold_runs, 0))}
+                "new_session_cold": ms(first_executions(cold, cold_runs, 0)),
+                "new_session_import_pandas": ms(first_executions(warm, cold_runs, 2, PANDAS))}
 
 
 @contextlib.contextmanager
@@ -278,6 +279,7 @@ def report(traced: Side, untraced: Side, traces: dict[str, Any], code: dict[str,
         "code_exec_warm_p50_ms": code.get("warm_session_print1", {}).get("p50_ms"),
         "session_first_exec_p50_ms": code.get("new_session_warm_pool", {}).get("p50_ms"),
         "session_first_exec_cold_p50_ms": code.get("new_session_cold", {}).get("p50_ms"),
+        "session_first_import_pandas_p50_ms": code.get("new_session_import_pandas", {}).get("p50_ms"),
         "untraced": {"e2e_p50_ms": e2e_off.get("p50_ms"), "e2e_p95_ms": e2e_off.get("p95_ms"),
                      "throughput_per_s": round(rate_off, 2)},
         "failures": traced.failures + untraced.failures,
@@ -309,7 +311,8 @@ def print_text(result: dict[str, Any]) -> None:
     for service, ms in result["per_hop_self_p50_ms"].items():
         print(f"  {service:20} {ms:8.2f} ms")
     labels = {"warm_session_print1": "print(1) on a warm session", "new_session_warm_pool":
-              "new session, first print(1), warm pool", "new_session_cold": "new session, first print(1), cold"}
+              "new session, first print(1), warm pool", "new_session_cold": "new session, first print(1), cold",
+              "new_session_import_pandas": "new session, first import pandas"}
     for key, figures in result["code_execution"].items():
         print(f"{labels[key]:40} median {figures['p50_ms']:8.2f} ms   p95 {figures['p95_ms']:8.2f} ms")
 

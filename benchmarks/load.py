@@ -1,6 +1,7 @@
 """Load through the real chain: N concurrent completions per round, several rounds, nothing lost.
 
     python -m benchmarks.load [--concurrency 200] [--rounds 3] [--dead-telemetry] [--agent code-interpreter]
+    python -m benchmarks.load --total 3000 --concurrency 64 --rounds 1   # sustained: back to back
 
 Starts every service as its own process on loopback (ephemeral ports, a fresh data dir), submits N
 code prompts at once to Core API (as the portal does: POST, then long-poll the status), and reports per
@@ -17,6 +18,12 @@ round and overall:
 - RSS (psutil) of every service before and after each round: growth across rounds must stay bounded
   (the code interpreters of the sessions are reported apart: one per session, bounded by the pool's
   max sessions and reclaimed after the idle cooldown).
+- the code-interpreter pool's live sessions (the emulator's ``/status``), sampled while the load runs:
+  each completion's session is deleted when the completion is done with it, so the count stays near the
+  number of completions in flight, far below the pool's 600, with the pool's own cooldown (300 s).
+
+``--total N`` keeps ``--concurrency`` completions in flight until N were submitted (each worker submits
+its next one as soon as the last ended): sustained load rather than bursts.
 
 ``--dead-telemetry`` points OTEL_EXPORTER_OTLP_ENDPOINT at a closed port: requests must not fail, memory
 must stay bounded, and the OTLP export failures the services logged are counted (the spans of those
@@ -73,6 +80,17 @@ class Round:
     rss_before: dict[str, float] = field(default_factory=dict)
     rss_after: dict[str, float] = field(default_factory=dict)
     wall_s: float = 0.0
+    pool_sessions: list[int] = field(default_factory=list)  # the emulator's live sessions, sampled
+
+
+async def sample_pool_sessions(chain: Chain, samples: list[int], every_s: float = 0.5) -> None:
+    """The code-interpreter pool's session count (GET /status of the emulator) until cancelled."""
+    url = f"{chain.url('dynamic_sessions')}/status"
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        while True:
+            with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+                samples.append(int((await client.get(url)).json()["sessions"]))
+            await asyncio.sleep(every_s)
 
 
 def closed_port() -> int:
@@ -135,7 +153,8 @@ async def one(client: httpx.AsyncClient, base: str, agent: str, timeout_s: float
     return result
 
 
-async def run_round(chain: Chain, concurrency: int, agent: str, timeout_s: float) -> Round:
+async def run_round(chain: Chain, concurrency: int, agent: str, timeout_s: float, total: int = 0) -> Round:
+    """``concurrency`` completions at once; with ``total``, that many in flight until ``total`` were sent."""
     base = f"{chain.url('core_api')}/instances/{DEFAULT_INSTANCE_ID}/async-completions"
     limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency,
                           keepalive_expiry=2.0)
@@ -144,7 +163,27 @@ async def run_round(chain: Chain, concurrency: int, agent: str, timeout_s: float
     token = LocalIssuer.load(chain.data_dir).mint()  # the Core API's bearer token (`callstack token`)
     async with httpx.AsyncClient(timeout=httpx.Timeout(180.0, connect=10.0), limits=limits,
                                  headers={"Authorization": f"Bearer {token}"}) as client:
-        round_.results = list(await asyncio.gather(*(one(client, base, agent, timeout_s) for _ in range(concurrency))))
+        sampler = asyncio.get_running_loop().create_task(sample_pool_sessions(chain, round_.pool_sessions))
+        try:
+            if total:
+                remaining = [total]
+
+                async def worker() -> list[Result]:
+                    done = []
+                    while remaining[0] > 0:
+                        remaining[0] -= 1
+                        done.append(await one(client, base, agent, timeout_s))
+                    return done
+
+                batches = await asyncio.gather(*(worker() for _ in range(min(concurrency, total))))
+                round_.results = [result for batch in batches for result in batch]
+            else:
+                round_.results = list(await asyncio.gather(*(one(client, base, agent, timeout_s)
+                                                             for _ in range(concurrency))))
+        finally:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
     round_.wall_s = time.monotonic() - started
     round_.rss_after = rss_mb(chain)
     return round_
@@ -235,6 +274,10 @@ def report(index: int, round_: Round, stored: dict[str, str], lost: set[str], br
         print(f"  end-to-end latency: p50 {percentile(seconds, 0.5) * 1000:.0f} ms  "
               f"p95 {percentile(seconds, 0.95) * 1000:.0f} ms  max {max(seconds) * 1000:.0f} ms  "
               f"mean {statistics.mean(seconds) * 1000:.0f} ms")
+    if round_.pool_sessions:
+        print(f"  code-interpreter pool sessions while it ran: max {max(round_.pool_sessions)}  "
+              f"mean {statistics.mean(round_.pool_sessions):.1f}  at the end {round_.pool_sessions[-1]}  "
+              f"({len(round_.pool_sessions)} samples; the pool's limit is 600)")
     errors = [r.error for r in round_.results if r.error][:5]
     for error in errors:
         print(f"  e.g. {error}")
@@ -253,15 +296,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dead-telemetry", action="store_true", help="OTLP endpoint at a closed port")
     parser.add_argument("--pool-size", default="4", help="FLLM_CODE_POOL_SIZE (warm interpreters)")
     parser.add_argument("--data-dir", help="default: a new temporary directory")
-    parser.add_argument("--cooldown", type=float, default=30.0, help="FLLM_CODE_COOLDOWN_S: idle session expiry")
+    parser.add_argument("--total", type=int, default=0,
+                        help="sustained load: keep --concurrency in flight until this many were submitted")
+    parser.add_argument("--cooldown", type=float, default=None,
+                        help="FLLM_CODE_COOLDOWN_S: idle session expiry (default: the pool's own, 300 s)")
     parser.add_argument("--settle", type=float, default=150.0, help="seconds to wait for every operation to end")
     parser.add_argument("--rss-growth-mb", type=float, default=150.0,
                         help="bound on any service's RSS growth from the end of round 1 to the end")
     args = parser.parse_args(argv)
 
     data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="fllm-load-"))
-    env = {"FLLM_CODE_POOL_SIZE": args.pool_size, "FLLM_LOG_LEVEL": "WARNING",
-           "FLLM_CODE_COOLDOWN_S": str(args.cooldown), "FLLM_OPERATION_STALE_AFTER_S": "180"}
+    env = {"FLLM_CODE_POOL_SIZE": args.pool_size, "FLLM_LOG_LEVEL": "WARNING", "FLLM_OPERATION_STALE_AFTER_S": "180"}
+    if args.cooldown is not None:
+        env["FLLM_CODE_COOLDOWN_S"] = str(args.cooldown)
     if args.dead_telemetry:
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{closed_port()}"
     else:
@@ -270,24 +317,29 @@ def main(argv: list[str] | None = None) -> int:
           f"telemetry backend {'DEAD (' + env['OTEL_EXPORTER_OTLP_ENDPOINT'] + ')' if args.dead_telemetry else 'file'}")
     chain = Chain(data_dir, ephemeral_ports=True, env=env).start()
     totals: dict[str, int] = defaultdict(int)
+    peak_sessions = 0
     after_first: dict[str, float] = {}
     last: dict[str, float] = {}
     all_seconds: list[float] = []
     try:
         print(f"RSS MB at start: {', '.join(f'{k} {v:.0f}' for k, v in sorted(rss_mb(chain).items()))}")
         for index in range(1, args.rounds + 1):
-            round_ = asyncio.run(run_round(chain, args.concurrency, args.agent, args.timeout))
+            round_ = asyncio.run(run_round(chain, args.concurrency, args.agent, args.timeout, args.total))
             stored, lost = store_outcomes(chain, round_.results, args.settle)
             time.sleep(1.0)  # the last batches of spans reach traces.jsonl
             broken = broken_traces(data_dir / "traces.jsonl", [r for r in round_.results if r.operation_id in stored],
                                    stored)
             report(index, round_, stored, lost, broken)
+            with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+                settled = int(httpx.get(f"{chain.url('dynamic_sessions')}/status", timeout=5).json()["sessions"])
+                print(f"  code-interpreter pool sessions once every operation ended: {settled}")
             totals["completed"] += sum(status == "Completed" for status in stored.values())
             totals["failed"] += sum(status == "Failed" for status in stored.values())
             totals["client errors"] += sum(r.status != "Completed" for r in round_.results)
             totals["lost"] += len(lost)
             totals["broken"] += len(broken)
             all_seconds += [r.seconds for r in round_.results if r.status == "Completed"]
+            peak_sessions = max([peak_sessions, *round_.pool_sessions])
             if index == 1:
                 after_first = dict(round_.rss_after)
             last = dict(round_.rss_after)
@@ -300,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     if all_seconds:
         print(f"end-to-end latency over all rounds: p50 {percentile(all_seconds, 0.5) * 1000:.0f} ms  "
               f"p95 {percentile(all_seconds, 0.95) * 1000:.0f} ms")
+    print(f"code-interpreter pool sessions at most {peak_sessions} (limit 600)")
     print(f"largest RSS growth after round 1: {worst[0]} {worst[1]:+.0f} MB (bound {args.rss_growth_mb:.0f} MB)")
     if args.dead_telemetry:
         print(f"OTLP export failures logged by the services: {failures} (those batches' spans dropped; "
@@ -307,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     ok = totals["lost"] == 0 and totals["broken"] == 0 and worst[1] <= args.rss_growth_mb
     if args.dead_telemetry:
         ok = ok and totals["failed"] == 0
+    if args.total:  # sustained load must never exhaust the pool: no failure at all
+        ok = ok and totals["failed"] == 0 and totals["client errors"] == 0 and peak_sessions < 600
     print("OK" if ok else "NOT OK")
     return 0 if ok else 1
 

@@ -1,7 +1,9 @@
 """``callstack``: run the chain, ask it something, and read its traces.
 
-    callstack demo                      start every service, run one code prompt, print its trace, stop
-    callstack up [--gatekeeper required] start every service on its default port until Ctrl-C
+    callstack demo [--tls]              start every service, run one code prompt, print its trace, stop
+    callstack up [--gatekeeper required] [--tls]
+                                        start every service on its default port until Ctrl-C (--tls: the
+                                        code session pools on https, with a local CA to trust)
     callstack ask "PROMPT"              submit through Core API as the portal does, print the answer
     callstack token                     print a bearer token for the Core API (the local issuer's)
     callstack trace TRACE_ID            a trace as a waterfall, critical path marked
@@ -39,7 +41,7 @@ def _data_dir(args: argparse.Namespace) -> Path:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    chain = Chain(_data_dir(args), gatekeeper=args.gatekeeper)
+    chain = Chain(_data_dir(args), gatekeeper=args.gatekeeper, tls=args.tls)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -48,17 +50,26 @@ def cmd_up(args: argparse.Namespace) -> int:
     except ChainError as error:
         print(f"callstack up: {error}", file=sys.stderr)
         return 1
+    chain.supervise(lambda line: print(f"callstack up: {line}", file=sys.stderr, flush=True))
     try:
         for package, service in chain.services.items():
             print(f"{service_name(package):18} {service.url}")
         print(f"\nportal: {chain.url('portal')}/   traces: {chain.data_dir / 'traces.jsonl'}")
         print(f"secrets: {secrets_path(chain.data_dir)} (0600; keys set in the environment are used instead)\n"
               f"Core API bearer token: callstack token --data-dir {chain.data_dir}")
+        _print_tls(chain)
         print("Ctrl-C stops every service.", flush=True)
         stop.wait()
     finally:
         chain.stop()
     return 0
+
+
+def _print_tls(chain: Chain) -> None:
+    if chain.local_tls is not None:
+        ca = chain.local_tls.ca_file
+        print(f"https: the code session pools' certificate is signed by the local CA in {ca}\n"
+              f"       trust it in a client, e.g. SSL_CERT_FILE={ca} or REQUESTS_CA_BUNDLE={ca}", flush=True)
 
 
 async def _ask(core_url: str, instance_id: str, prompt: str, agent: str, traceparent: str | None,
@@ -130,11 +141,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     data_dir = _data_dir(args)
     print("Starting the chain (every service as its own process on 127.0.0.1)...", flush=True)
     try:
-        chain = Chain(data_dir, gatekeeper=args.gatekeeper, ephemeral_ports=True).start()
+        chain = Chain(data_dir, gatekeeper=args.gatekeeper, ephemeral_ports=True, tls=args.tls).start()
     except ChainError as error:
         print(f"callstack demo: {error}", file=sys.stderr)
         return 1
     try:
+        _print_tls(chain)
         print(f"Asking the code-interpreter agent:\n{DEMO_PROMPT}\n", flush=True)
         answer = ask(chain.url("core_api"), chain.data_dir, DEMO_PROMPT, "code-interpreter")
         _print_answer(answer)
@@ -161,7 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, handler, text in (("up", cmd_up, "start every service until Ctrl-C"),
                                 ("demo", cmd_demo, "start the chain, run one code prompt, print its trace, stop")):
-        add(name, handler, text).add_argument("--gatekeeper", choices=("bypass", "required"), default="bypass")
+        command = add(name, handler, text)
+        command.add_argument("--gatekeeper", choices=("bypass", "required"), default="bypass")
+        command.add_argument("--tls", action="store_true",
+                             help="the code session pools on https (a local CA and certificate in <data dir>/tls)")
     ask_command = add("ask", cmd_ask, "submit a prompt through Core API and print the answer")
     ask_command.add_argument("prompt")
     ask_command.add_argument("--agent", default="code-interpreter")

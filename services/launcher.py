@@ -1,9 +1,11 @@
 """Starts the chain: every service as its own process on loopback, healthy before it is used.
 
 Each service gets a socket bound here first and inherits it (``FLLM_FD``), so ports are known before
-any process starts and ephemeral ports are race-free. API keys for the internal hops, the code session
-token, the telemetry hash key and the local issuer's signing key are the data dir's (generated once, kept
-0600 there) unless the environment gives them. ``stop`` sends SIGTERM (services flush their spans) and kills
+any process starts and ephemeral ports are race-free; the launcher then closes its own copy, so a dead
+service's port refuses connections (``supervise``: it is started again, services/supervisor.py). API keys
+for the internal hops, the code session token, the telemetry hash key and the local issuer's signing key
+are the data dir's (generated once, kept 0600 there) unless the environment gives them. ``stop`` sends
+SIGTERM (services flush their spans) to every service's process group, a dead service's too, and kills
 whatever is still running after a grace period: no orphans.
 """
 
@@ -16,17 +18,23 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
 from services.common.deployment_secrets import deployment_secrets
-from services.common.settings import SERVICE_PORTS, service_name, url_env
+from services.common.settings import SERVICE_PORTS, TlsSettings, service_name, url_env
+from services.common.tls import LocalTls, client_context, ensure_local_tls
 from services.registry import START_ORDER  # callees before callers
 
+if TYPE_CHECKING:
+    from services.supervisor import Supervisor
+
 REPO = Path(__file__).resolve().parents[1]
+TLS_PACKAGES = ("dynamic_sessions", "code_session_api")  # the code session pools: https with ``tls``
 
 
 class ChainError(RuntimeError):
@@ -55,6 +63,9 @@ class Chain:
     packages: Iterable[str] = START_ORDER
     services: dict[str, ServiceProcess] = field(default_factory=dict)
     secrets_env: dict[str, str] = field(default_factory=dict)
+    supervisor: Supervisor | None = None
+    tls: bool = False  # the pools listen on https with a local CA's certificate (<data dir>/tls)
+    local_tls: LocalTls | None = None
 
     def __post_init__(self) -> None:
         self.data_dir = self.data_dir.resolve()
@@ -64,6 +75,8 @@ class Chain:
 
     def start(self, timeout_s: float = 60.0) -> Chain:
         (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        if self.tls:
+            self.local_tls = ensure_local_tls(self.data_dir / "tls")
         try:
             for package in self.packages:
                 self.services[package] = self._bind(package)
@@ -92,11 +105,14 @@ class Chain:
         env.update({url_env(package): service.url for package, service in self.services.items()})
         env.update(self.secrets_env)
         env.update({"FLLM_DATA_DIR": str(self.data_dir), "FLLM_GATEKEEPER": self.gatekeeper, "PYTHONPATH": str(REPO)})
+        if self.local_tls is not None:  # every client of the chain trusts the local CA
+            env[TlsSettings.variable("tls_ca_file")] = str(self.local_tls.ca_file)
         env.update(self.env)
         return env
 
-    def _bind(self, package: str) -> ServiceProcess:
-        port = 0 if self.ephemeral_ports else SERVICE_PORTS[package]
+    def _bind(self, package: str, port: int | None = None) -> ServiceProcess:
+        if port is None:
+            port = 0 if self.ephemeral_ports else SERVICE_PORTS[package]
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -105,22 +121,32 @@ class Chain:
             sock.close()
             raise ChainError(f"{service_name(package)} cannot listen on 127.0.0.1:{port}: {error.strerror}") from error
         sock.listen(512)
-        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        scheme = "https" if self.tls and package in TLS_PACKAGES else "http"
+        url = f"{scheme}://127.0.0.1:{sock.getsockname()[1]}"
         return ServiceProcess(package, url, self.data_dir / "logs" / f"{service_name(package)}.log", sock)
 
     def _spawn(self, service: ServiceProcess) -> None:
+        if service.sock is None:  # started again: listen on its port again
+            service.sock = self._bind(service.package, int(service.url.rsplit(":", 1)[1])).sock
         assert service.sock is not None
         env = {**self.service_env(), "FLLM_FD": str(service.sock.fileno())}
+        if self.local_tls is not None and service.package in TLS_PACKAGES:
+            env.update(self.local_tls.env())
         with service.log_path.open("ab") as log:
             service.process = subprocess.Popen(
                 [sys.executable, "-m", f"services.{service.package}"], cwd=REPO, env=env,
                 pass_fds=[service.sock.fileno()], stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
+        # The service holds the only listening socket: once it is gone its port refuses connections, so a
+        # caller fails at once naming the hop instead of waiting in a backlog nobody accepts from.
+        service.sock.close()
+        service.sock = None
 
     def wait_healthy(self, timeout_s: float, packages: Iterable[str] | None = None) -> None:
         deadline = time.monotonic() + timeout_s
         waiting = list(packages or self.services)
-        with httpx.Client(timeout=2.0) as client:
+        verify = client_context(self.local_tls.ca_file) if self.local_tls is not None else True
+        with httpx.Client(timeout=2.0, verify=verify) as client:
             while waiting:
                 for package in list(waiting):
                     service = self.services[package]
@@ -145,6 +171,8 @@ class Chain:
     def stop_service(self, package: str, sig: int = signal.SIGTERM, grace_s: float = 10.0) -> None:
         service = self.services[package]
         process = service.process
+        if self.supervisor is not None:  # stopped on purpose: not restarted
+            self.supervisor.given_up.add(package)
         if process is None or process.poll() is not None:
             return
         try:
@@ -159,13 +187,18 @@ class Chain:
     def restart_service(self, package: str, timeout_s: float = 30.0) -> None:
         self.stop_service(package)
         self._spawn(self.services[package])
+        if self.supervisor is not None:
+            self.supervisor.given_up.discard(package)
         self.wait_healthy(timeout_s, [package])
 
     def stop(self) -> None:
+        if self.supervisor is not None:
+            self.supervisor.stop()
         for package in reversed(tuple(self.services)):
             service = self.services[package]
-            if service.process is not None and service.process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
+            # Every process group, even of a service that died: what it started (sandboxes) may still run.
+            if service.process is not None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(service.process.pid, signal.SIGTERM)
         for package in reversed(tuple(self.services)):
             self._reap(package)
@@ -178,9 +211,16 @@ class Chain:
         process = self.services[package].process
         if process is None:
             return
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # the rest of its group, if any
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)
+
+    def supervise(self, report: Callable[[str], None] | None = None, max_restarts: int = 5) -> Supervisor:
+        """Restart a service that exits (bounded, with backoff), reporting each event; ``stop`` ends it."""
+        from services.supervisor import Supervisor
+
+        self.supervisor = Supervisor(self, report or (lambda line: print(line, file=sys.stderr, flush=True)),
+                                     max_restarts=max_restarts).start()
+        return self.supervisor

@@ -71,6 +71,7 @@ SPAN_CODE_EXECUTE_BEFORE = "execute_tool code_interpreter"  # its name in traces
 ROUTE_ASYNC_COMPLETIONS = "/instances/{instanceId}/async-completions"
 ROUTE_COMPLETION_STATUS = "/instances/{instanceId}/async-completions/{operationId}/status"
 ROUTE_CODE_SESSIONS = "/instances/{instanceId}/codeSessions"
+ROUTE_CODE_SESSION = "/instances/{instanceId}/codeSessions/{sessionId}"
 ROUTE_EXECUTE_CODE = "/instances/{instanceId}/codeSessions/{sessionId}/executeCode"
 ROUTE_OPERATION = "/instances/{instanceId}/operations/{operationId}"
 ROUTE_OPERATION_RESULT = "/instances/{instanceId}/operations/{operationId}/result"

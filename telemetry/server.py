@@ -8,6 +8,7 @@ session, are hashed in ``url.path`` and ``url.query``.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import FastAPI
@@ -37,12 +38,16 @@ def _redact_session(span: Span, scope: dict[str, Any]) -> None:
         span.set_attribute("url.query", redact_session_ids("?" + query)[1:])
 
 
-def instrument_app(app: FastAPI) -> None:
+def instrument_app(app: FastAPI, untraced_prefixes: tuple[str, ...] = ()) -> None:
+    """``untraced_prefixes``: paths whose requests are not traced besides the health checks (the portal's
+    trace viewer: reading traces must not write traces that would then show in the latency report)."""
+    # Anchored at the authority: a route that ends in /status (an operation's) stays traced.
+    excluded = [f"://[^/]+{path}/?$" for path in HEALTH_PATHS]
+    excluded += [f"://[^/]+{re.escape(prefix)}" for prefix in untraced_prefixes]
     FastAPIInstrumentor.instrument_app(
         app,
         server_request_hook=_redact_session,
-        # Anchored at the authority: a route that ends in /status (an operation's) stays traced.
-        excluded_urls=",".join(f"://[^/]+{path}/?$" for path in HEALTH_PATHS),
+        excluded_urls=",".join(excluded),
         exclude_spans=["receive", "send"],
         meter_provider=metrics.NoOpMeterProvider(),
     )

@@ -3,6 +3,7 @@ turned into the executor's ``ExecutorConfig`` for one service's sessions folder.
 
 from __future__ import annotations
 
+import re
 import site
 import zlib
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field
-from pydantic_settings import SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from services.common.settings.base import FllmSettings, lower
 
@@ -21,6 +22,20 @@ UID_RANGE = 65_536
 UID_RANGES = 60_000  # 100_000 + 60_000 * 65_536 stays below the 32-bit uid limit
 
 SandboxMode = Literal["auto", "bwrap", "none"]
+MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def module_list(value: object) -> object:
+    """``numpy,pandas`` (or ``none``/empty) -> dotted module names; anything else is refused by name."""
+    if not isinstance(value, str):
+        return value
+    names = tuple(part.strip() for part in value.split(",") if part.strip())
+    if names in ((), ("none",)):
+        return ()
+    for name in names:
+        if not MODULE_NAME.fullmatch(name):
+            raise ValueError(f"'{name[:64]}' is not a module name")
+    return names
 
 
 class CodeExecutionSettings(FllmSettings):
@@ -47,6 +62,8 @@ class CodeExecutionSettings(FllmSettings):
     uid_base: int | None = Field(None, ge=1000)
     sandbox: Annotated[SandboxMode, BeforeValidator(lower)] = Field(
         "auto", description="bwrap: required; auto: bwrap where it works; none: no sandbox")
+    preimport: Annotated[tuple[str, ...], NoDecode, BeforeValidator(module_list)] = Field(
+        (), description="modules a warm interpreter imports before a session takes it (comma-separated)")
 
 
 def uid_range_of(sessions_dir: Path) -> int:
@@ -100,6 +117,7 @@ class ExecutorConfig:
     executions_kept: int = 256  # execution records kept per session for GET /executions/{id}
     spawn_timeout_s: float = 15.0
     sandbox: SandboxMode = "auto"
+    preimport: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, data_dir: Path, service: str, uid_base: int | None = None) -> ExecutorConfig:
@@ -116,6 +134,7 @@ class ExecutorConfig:
             cooldown_s=env.cooldown_s, default_timeout_s=min(env.default_timeout_s, MAX_TIMEOUT_S),
             output_max_length=env.output_max_length, max_upload_bytes=env.max_upload_mb * MIB, limits=limits,
             deny_network=env.deny_network, drop_privileges=env.drop_privileges, sandbox=env.sandbox,
+            preimport=env.preimport,
             uid_base=env.uid_base or (uid_base if uid_base is not None else uid_range_of(sessions_dir)),
         )
 

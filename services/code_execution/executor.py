@@ -74,10 +74,11 @@ class Executor:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
         await self.pool.close()
-        for session in self.sessions.all():
-            await self._dispose(session, "the service stopped")
+        await asyncio.gather(*(self._dispose(session, "the service stopped") for session in self.sessions.all()),
+                             return_exceptions=True)
         if self.sessions.cgroups is not None:
             await run_in_thread(self.sessions.cgroups.remove)
+        await run_in_thread(self.sessions.unmount_all)  # whatever a failed release left mounted
 
     def status(self) -> dict[str, object]:
         return {
@@ -295,13 +296,12 @@ def _outcome_of(reply: dict[str, object]) -> ExecutionOutcome:
             "CodeExecutionFailed", str(error.get("name", "Exception")), str(error.get("message", "")),
             str(error.get("traceback", "")),
         )
-    result = reply.get("result")
     results = reply.get("results")
     return ExecutionOutcome(
         status=str(reply.get("status", FAILED)),
         stdout=str(reply.get("stdout", "")),
         stderr=str(reply.get("stderr", "")),
-        result=None if result is None else str(result),
+        result=reply.get("result"),  # a JSON value, the repr text, or an image result (interpreter.results)
         results={str(k): str(v) for k, v in results.items()} if isinstance(results, dict) else {},
         time_ms=int(reply.get("time_ms", 0)),  # type: ignore[call-overload]
         stdout_bytes=int(reply.get("stdout_bytes", 0)),  # type: ignore[call-overload]

@@ -57,6 +57,7 @@ class HostSandbox:
         spec = launcher.LaunchSpec(
             data_dir=str(slot.data_dir), uid=slot.uid, limits=limits.rlimits(), site_packages=self.site_packages,
             tmp_bytes=limits.tmp_bytes, deny_network=self.config.deny_network,
+            preimport=list(self.config.preimport),
         )
         return launcher.bwrap_command(spec, self.bwrap) if self.bwrap else launcher.direct_command(spec)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 PROVIDER_CODE_INTERPRETER = "AzureContainerAppsCodeInterpreter"
 PROVIDER_CUSTOM_CONTAINER = "AzureContainerAppsCustomContainer"
@@ -35,7 +36,9 @@ class ExecutionOutcome:
     status: str  # Succeeded | Failed
     stdout: str = ""
     stderr: str = ""
-    result: str | None = ""  # repr of a trailing expression; "" without one, None for a None value
+    # A trailing expression's JSON value or repr text ("" without one, None for a None value), or an image
+    # result {"type": "image", "format": "png", "base64_data"} when the cell displayed a figure.
+    result: Any = ""
     results: dict[str, str] = field(default_factory=dict)
     time_ms: int = 0
     stdout_bytes: int = 0

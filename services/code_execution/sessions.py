@@ -127,11 +127,14 @@ class SessionManager:
     def prepare(self) -> None:
         """Start clean: folders (and their mounts) of a previous run belong to sessions that no longer exist."""
         if self.root.exists():
-            for mount in _mounts_under(self.root):
-                storage.unmount(mount)
+            self.unmount_all()
             shutil.rmtree(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o711)
+
+    def unmount_all(self) -> None:
+        for mount in _mounts_under(self.root):
+            storage.unmount(mount)
 
     def get(self, identifier: str) -> Session | None:
         session = self._sessions.get(identifier)

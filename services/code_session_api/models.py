@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from services.code_execution.config import MAX_TIMEOUT_S
 from services.code_execution.files import FileEntry
 from services.code_session_api.errors import DetailError
 
@@ -28,6 +29,8 @@ class _Body(BaseModel):
 
 class ExecuteRequest(_Body):
     code: str | None = Field(None, max_length=MAX_CODE_LENGTH)
+    # Not in the original: the caller's execution timeout (the Context API's), as Dynamic Sessions' timeoutInSeconds.
+    timeout_seconds: int | None = Field(None, gt=0, le=MAX_TIMEOUT_S)
 
 
 class DownloadRequest(_Body):

@@ -54,7 +54,8 @@ async def execute(request: Request, identifier: str | None = IdentifierQuery) ->
     if body.code is None:
         raise DetailError(400, "Code not provided in the request body.")
     executor, session = _session(request, identifier)
-    spec = ExecutionSpec(body.code, executor.config.default_timeout_s, MAX_OUTPUT, named_results=True)
+    timeout_s = float(body.timeout_seconds or executor.config.default_timeout_s)
+    spec = ExecutionSpec(body.code, timeout_s, MAX_OUTPUT, named_results=True)
     record = await executor.run(session, spec, str(uuid.uuid4()))
     outcome = record.outcome
     assert outcome is not None
@@ -62,7 +63,8 @@ async def execute(request: Request, identifier: str | None = IdentifierQuery) ->
     if outcome.status == SUCCEEDED:
         return JSONResponse({"detail": detail})
     # Any non-2xx is Failed for the Context API; 422: the request was fine, the code was not.
-    return JSONResponse({"detail": {**detail, "status": outcome.status}}, status_code=422)
+    failed = {**detail, "status": outcome.status, "timed_out": outcome.timed_out}
+    return JSONResponse({"detail": failed}, status_code=422)
 
 
 @router.post("/files/upload", summary="Upload a file to /mnt/data (multipart field 'file')")

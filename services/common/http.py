@@ -9,12 +9,14 @@ whose C parser costs less per call than httpcore over anyio on a busy core.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import weakref
 
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from services.common.settings import TelemetrySwitches
+from services.common.tls import outgoing_verify
 from telemetry.http_client import instrument_client
 
 LIMITS = httpx.Limits(max_connections=500, max_keepalive_connections=100, keepalive_expiry=2.0)
@@ -22,13 +24,18 @@ _shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]
 
 
 def new_client(*, timeout: httpx.Timeout | float = 30.0, limits: httpx.Limits = LIMITS,
-               headers: dict[str, str] | None = None) -> httpx.AsyncClient:
-    """A new instrumented client (for callers that need their own headers or limits)."""
+               headers: dict[str, str] | None = None, verify: ssl.SSLContext | bool | None = None,
+               ) -> httpx.AsyncClient:
+    """A new instrumented client (for callers that need their own headers or limits).
+
+    ``verify``: how https servers are checked; None: the default roots plus FLLM_TLS_CA_FILE's CA, if set.
+    """
     transport: httpx.AsyncBaseTransport
+    verify = outgoing_verify() if verify is None else verify
     if TelemetrySwitches().http_transport == "aiohttp":
-        transport = AiohttpTransport(limits=limits, trust_env=False)
+        transport = AiohttpTransport(verify=verify, limits=limits, trust_env=False)
     else:
-        transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
+        transport = httpx.AsyncHTTPTransport(verify=verify, limits=limits, trust_env=False)
     client = httpx.AsyncClient(transport=transport, timeout=timeout, headers=headers, trust_env=False)
     return instrument_client(client)
 

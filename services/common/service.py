@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from services.common.errors import install_error_handlers
 from services.common.http import close_shared_client
 from services.common.limits import JsonBodyLimitMiddleware
-from services.common.settings import Settings, TelemetrySwitches, service_name
+from services.common.settings import Settings, TelemetrySwitches, TlsSettings, service_name
 from telemetry.context import drain_background
 from telemetry.server import FASTAPI_TELEMETRY_OFF, instrument_app
 from telemetry.setup import TelemetrySettings, configure_telemetry, shutdown_telemetry
@@ -38,6 +38,7 @@ def create_service(
     title: str,
     on_startup: list[Hook] | None = None,
     on_shutdown: list[Hook] | None = None,
+    untraced_prefixes: tuple[str, ...] = (),
 ) -> FastAPI:
     start_telemetry(package, settings)
 
@@ -55,7 +56,7 @@ def create_service(
             shutdown_telemetry()
 
     app = FastAPI(title=title, lifespan=lifespan, telemetry=FASTAPI_TELEMETRY_OFF)
-    instrument_app(app)
+    instrument_app(app, untraced_prefixes)
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(JsonBodyLimitMiddleware)
@@ -68,7 +69,8 @@ def create_service(
 
 
 def run(package: str, factory: Callable[[], FastAPI]) -> None:
-    """Serve the app on its port (FLLM_PORT or the default), or on an inherited socket (FLLM_FD).
+    """Serve the app on its port (FLLM_PORT or the default), or on an inherited socket (FLLM_FD); over https
+    when FLLM_TLS_CERT_FILE and FLLM_TLS_KEY_FILE are set.
 
     The event loop is uvloop and requests are parsed by httptools, uvicorn's own fast pair (``FLLM_LOOP=asyncio``
     and ``FLLM_HTTP_PARSER=h11`` are the pure-Python ones).
@@ -85,6 +87,7 @@ def run(package: str, factory: Callable[[], FastAPI]) -> None:
         timeout_graceful_shutdown=5,
         limit_concurrency=2000,
         http=switches.http_parser,
+        **TlsSettings().uvicorn_options(),  # https with FLLM_TLS_CERT_FILE and FLLM_TLS_KEY_FILE
     )
     # An inherited socket is opened with its real family and protocol (uvicorn's own ``fd=`` path takes
     # it for a Unix socket, so asyncio never sets TCP_NODELAY and every keep-alive answer waits ~40 ms

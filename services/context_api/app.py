@@ -47,7 +47,7 @@ class ContextApi:
         self.http = new_client(
             timeout=httpx.Timeout(self.config.pool_timeout_s, connect=min(self.config.pool_timeout_s, 10.0)),
         )
-        self.store = ContextStore(self.settings.data_dir / "context_api.db")
+        self.store = ContextStore(self.settings.data_dir)
         self.files = ConversationFiles(self.settings.data_dir / "context_files", self.store)
         providers: dict[str, PoolClient] = {
             CODE_INTERPRETER: CodeInterpreterProvider(self.http, self.tokens),

@@ -34,6 +34,14 @@ class CodeSessionsClient:
         path = f"/instances/{instance_id}/codeSessions/{session_id}/downloadFiles"
         return await self._hop.call("POST", path, json={"operation_id": upload_operation_id}, identity=identity)
 
+    async def discard_files(
+        self, instance_id: str, session_id: str, upload_operation_id: str, identity: UnifiedUserIdentity,
+        timeout_s: float | None = None,
+    ) -> dict[str, Any]:
+        path = f"/instances/{instance_id}/codeSessions/{session_id}/discardFiles"
+        return await self._hop.call("POST", path, json={"operation_id": upload_operation_id}, identity=identity,
+                                    timeout=timeout_s)
+
     async def execute_code(
         self, instance_id: str, session_id: str, code: str, identity: UnifiedUserIdentity
     ) -> dict[str, Any]:
@@ -42,6 +50,10 @@ class CodeSessionsClient:
         return await self._hop.call(
             "POST", path, json={"code_to_execute": code}, identity=identity, timeout=self._execute_timeout_s
         )
+
+    async def delete(self, instance_id: str, session_id: str, identity: UnifiedUserIdentity) -> dict[str, Any]:
+        """The completion is done with the session: {session_id, deleted, detail}."""
+        return await self._hop.call("DELETE", f"/instances/{instance_id}/codeSessions/{session_id}", identity=identity)
 
     async def aclose(self) -> None:
         await self._hop.aclose()

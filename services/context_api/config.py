@@ -25,6 +25,7 @@ CUSTOM_CONTAINER_ENV = ContextApiSettings.variable("custom_container_endpoints")
 POOL_TIMEOUT_ENV = ContextApiSettings.variable("context_pool_timeout_s")
 EXECUTION_TIMEOUT_ENV = ContextApiSettings.variable("context_execution_timeout_s")
 
+MIB = 1024 * 1024
 POOL_TIMEOUT_S = ContextApiSettings.model_fields["context_pool_timeout_s"].default
 
 
@@ -33,6 +34,8 @@ class ContextApiConfig:
     endpoints: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # provider -> language -> urls
     pool_timeout_s: float = POOL_TIMEOUT_S
     execution_timeout_s: int = MAX_EXECUTION_TIMEOUT_S
+    max_download_files: int = ContextApiSettings.model_fields["context_max_download_files"].default
+    max_download_bytes: int = ContextApiSettings.model_fields["context_max_download_mb"].default * MIB
 
     @classmethod
     def from_env(cls, settings: Settings) -> ContextApiConfig:
@@ -43,7 +46,9 @@ class ContextApiConfig:
         }
         endpoints = {p: value or {"Python": [default], "CSharp": []} for p, (value, default) in configured.items()}
         return cls(endpoints=endpoints, pool_timeout_s=own.context_pool_timeout_s,
-                   execution_timeout_s=own.context_execution_timeout_s)
+                   execution_timeout_s=own.context_execution_timeout_s,
+                   max_download_files=own.context_max_download_files,
+                   max_download_bytes=own.context_max_download_mb * MIB)
 
     def endpoint_for(self, provider: str, language: str) -> str:
         urls = self.endpoints.get(provider, {}).get(language, [])

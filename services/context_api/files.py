@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 
 from services.common.models import utc_now
-from services.context_api.models import ContextFileRecord
+from services.context_api.models import ContextCodeSessionFileUploadRecord, ContextFileRecord
 from services.context_api.store import ContextStore
 from telemetry.context import run_in_thread
 
@@ -76,15 +76,45 @@ class ConversationFiles:
             metadata=metadata or {},
         )
         await run_in_thread(self._write, self._blob(record), content)
-        await self.store.add_file(record)
+        try:
+            await self.store.add_file(record)
+        except BaseException:  # no bytes without a record
+            await run_in_thread(self._unlink, [self._blob(record)])
+            raise
         return record
 
     @staticmethod
     def _write(path: Path, content: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         temp = path.with_suffix(path.suffix + ".part")
-        temp.write_bytes(content)
-        os.replace(temp, path)
+        try:
+            temp.write_bytes(content)
+            os.replace(temp, path)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
 
     async def read(self, record: ContextFileRecord) -> bytes:
         return await run_in_thread(self._blob(record).read_bytes)
+
+    async def delete(self, records: list[ContextFileRecord]) -> None:
+        """Records first, then bytes: a record never outlives its bytes for a reader to trip on."""
+        for instance_id, upn in {(record.instance_id, record.upn) for record in records}:
+            await self.store.delete_files(instance_id, upn, [r.id for r in records
+                                                             if (r.instance_id, r.upn) == (instance_id, upn)])
+        await run_in_thread(self._unlink, [self._blob(record) for record in records])
+
+    async def delete_downloaded(self, instance_id: str, upn: str,
+                                upload: ContextCodeSessionFileUploadRecord) -> list[str]:
+        """Every file the downloads of ``upload`` copied out of its session; their ids."""
+        since = await self.store.files_since(instance_id, upn, upload.created_at.isoformat())
+        records = [record for record in since
+                   if record.metadata.get("code_session_file_upload_record_id") == upload.id]
+        await self.delete(records)
+        return [record.id for record in records]
+
+    @staticmethod
+    def _unlink(paths: list[Path]) -> None:
+        for path in paths:
+            path.unlink(missing_ok=True)
+            path.with_suffix(path.suffix + ".part").unlink(missing_ok=True)

@@ -44,6 +44,12 @@ class CreateCodeSessionResponse(BaseModel):
     endpoint: str
 
 
+class DeleteCodeSessionResponse(BaseModel):
+    session_id: str
+    deleted: bool  # the pool's session was deleted (per-request sessions); False: kept for the conversation
+    detail: str
+
+
 class UploadFilesRequest(BaseModel):
     file_names: list[str] = Field(max_length=100)
 
@@ -121,6 +127,10 @@ class ContextFileRecord(_Record):
 class DownloadFilesResponse(BaseModel):
     file_records: dict[str, ContextFileRecord]
     errors: list[str]
+
+
+class DiscardFilesResponse(BaseModel):
+    discarded: list[str]  # the ids of the file records removed
 
 
 def wire(model: BaseModel) -> dict[str, Any]:

@@ -19,6 +19,8 @@ from services.context_api.models import (
     ContextFileRecord,
     CreateCodeSessionRequest,
     CreateCodeSessionResponse,
+    DeleteCodeSessionResponse,
+    DiscardFilesResponse,
     DownloadFilesRequest,
     DownloadFilesResponse,
     ExecuteCodeRequest,
@@ -90,6 +92,29 @@ async def download_files(
     sessions: CodeSessionService = Depends(service),
 ) -> DownloadFilesResponse:
     return await sessions.download_files(instance_id, user, sessionId, body.operation_id)
+
+
+@router.post("/codeSessions/{sessionId}/discardFiles", response_model=DiscardFilesResponse)
+async def discard_files(
+    sessionId: SessionId,  # noqa: N803
+    body: DownloadFilesRequest,
+    instance_id: str = Depends(authorize),
+    user: UnifiedUserIdentity = Depends(identity),
+    sessions: CodeSessionService = Depends(service),
+) -> DiscardFilesResponse:
+    """Not in the original: removes what the downloads of an upload operation copied (its completion failed)."""
+    return await sessions.discard_files(instance_id, user, sessionId, body.operation_id)
+
+
+@router.delete("/codeSessions/{sessionId}", response_model=DeleteCodeSessionResponse)
+async def delete_code_session(
+    sessionId: SessionId,  # noqa: N803
+    instance_id: str = Depends(authorize),
+    user: UnifiedUserIdentity = Depends(identity),
+    sessions: CodeSessionService = Depends(service),
+) -> DeleteCodeSessionResponse:
+    """Not in FoundationaLLM: the completion is done with the session (its downloads included)."""
+    return await sessions.delete_session(instance_id, user, sessionId)
 
 
 @router.post("/codeSessions/{sessionId}/executeCode", response_model=CodeExecutionResult)

@@ -4,11 +4,12 @@ generated, execute code; records keyed by instance and UPN, so one user never re
 from __future__ import annotations
 
 import base64
+import logging
 import uuid
 
 from services.common.errors import ServiceError
 from services.common.models import UnifiedUserIdentity, utc_now
-from services.context_api.config import CODE_INTERPRETER, LOCAL_CUSTOM_CONTAINER, ContextApiConfig
+from services.context_api.config import CODE_INTERPRETER, LOCAL_CUSTOM_CONTAINER, MIB, ContextApiConfig
 from services.context_api.files import ConversationFiles
 from services.context_api.models import (
     CodeExecutionResult,
@@ -17,10 +18,18 @@ from services.context_api.models import (
     ContextFileRecord,
     CreateCodeSessionRequest,
     CreateCodeSessionResponse,
+    DeleteCodeSessionResponse,
+    DiscardFilesResponse,
     DownloadFilesResponse,
     UploadFilesResponse,
 )
-from services.context_api.providers import PoolClient, SessionTarget
+from services.context_api.providers import (
+    CodeInterpreterProvider,
+    DownloadTooLargeError,
+    PoolClient,
+    ProviderError,
+    SessionTarget,
+)
 from services.context_api.store import ContextStore
 from telemetry import conventions as c
 from telemetry.context import AttributeValue, annotate, hashed
@@ -28,6 +37,9 @@ from telemetry.context import AttributeValue, annotate, hashed
 MAX_SESSION_ID = 128
 FILE_ORIGIN = "code-session"
 USER_IDENTITY = "X-USER-IDENTITY"
+SPAN_DELETE_SESSION = f"DELETE {c.ROUTE_CODE_SESSION}"  # the Context API's server span of a release
+ATTR_SESSION_DELETED = "foundationallm.code_session.deleted"
+log = logging.getLogger("foundationallm.context_api")
 
 
 def upn_of(identity: UnifiedUserIdentity) -> str:
@@ -52,6 +64,31 @@ def session_attributes(record: ContextCodeSessionRecord) -> dict[str, AttributeV
         c.ATTR_CODE_SESSION_PROVIDER: record.endpoint_provider,
         c.ATTR_CODE_SESSION_LANGUAGE: record.language,
     }
+
+
+class DownloadBound:
+    """What one download may still copy: ``max_files`` files, ``max_bytes`` bytes in all."""
+
+    def __init__(self, max_files: int, max_bytes: int) -> None:
+        self.max_files, self.max_bytes = max_files, max_bytes
+        self.files_taken = self.bytes_taken = 0
+
+    @property
+    def bytes_left(self) -> int:
+        return self.max_bytes - self.bytes_taken
+
+    def refusal(self, size: int) -> str | None:
+        """Why a file of ``size`` bytes cannot be copied, or None."""
+        if self.files_taken >= self.max_files:
+            return f"not copied: the download bound of {self.max_files} files per operation was reached"
+        if size > self.bytes_left:
+            return (f"not copied: {size} bytes is over what the download bound of {self.max_bytes // MIB} MB"
+                    f" per operation leaves ({self.bytes_left} bytes)")
+        return None
+
+    def take(self, size: int) -> None:
+        self.files_taken += 1
+        self.bytes_taken += size
 
 
 class CodeSessionService:
@@ -137,6 +174,8 @@ class CodeSessionService:
 
     async def download_files(self, instance_id: str, identity: UnifiedUserIdentity, session_id: str,
                              operation_id: str) -> DownloadFilesResponse:
+        """What the code made, bounded per call (files and bytes); all or nothing: a call that fails
+        half-way keeps none of the files it copied."""
         record = await self.session(instance_id, identity, session_id)
         upload = await self.store.upload(instance_id, record.upn, record.id, operation_id)
         if upload is None:
@@ -145,24 +184,73 @@ class CodeSessionService:
         provider, target = self._provider(record)
         file_records: dict[str, ContextFileRecord] = {}
         errors: list[str] = []
+        bound = DownloadBound(self.config.max_download_files, self.config.max_download_bytes)
         annotate(session_attributes(record))
-        for entry in await provider.list_files(target):
-            if entry.is_directory or (entry.parent_path == "/" and upload.file_upload_success.get(entry.name)):
-                continue  # what was uploaded is not a result of the code
-            content = await provider.download_file(target, entry)
-            if content is None:
-                errors.append(entry.path)
-                continue
-            file = await self.files.create(
-                instance_id=instance_id, upn=record.upn, conversation_id=record.conversation_id,
-                file_name=entry.name, content=content, origin=FILE_ORIGIN, content_type=entry.content_type,
-                metadata={"code_session_file_upload_record_id": upload.id,
-                          "code_session_file_path": entry.path},
-            )
-            file_records[file.id] = file
+        try:
+            for entry in await provider.list_files(target):
+                if entry.is_directory or (entry.parent_path == "/" and upload.file_upload_success.get(entry.name)):
+                    continue  # what was uploaded is not a result of the code
+                if refusal := bound.refusal(entry.size):
+                    errors.append(f"{entry.path}: {refusal}")
+                    continue
+                try:
+                    content = await provider.download_file(target, entry, bound.bytes_left)
+                except DownloadTooLargeError as error:
+                    errors.append(f"{entry.path}: {bound.refusal(error.size)}")
+                    continue
+                if content is None:
+                    errors.append(entry.path)
+                    continue
+                bound.take(len(content))
+                file = await self.files.create(
+                    instance_id=instance_id, upn=record.upn, conversation_id=record.conversation_id,
+                    file_name=entry.name, content=content, origin=FILE_ORIGIN, content_type=entry.content_type,
+                    metadata={"code_session_file_upload_record_id": upload.id,
+                              "code_session_file_path": entry.path},
+                )
+                file_records[file.id] = file
+        except BaseException:
+            await self.files.delete(list(file_records.values()))
+            raise
         annotate({"foundationallm.code_session.files_downloaded": len(file_records),
+                  "foundationallm.code_session.download_bytes": bound.bytes_taken,
                   "foundationallm.code_session.download_errors": len(errors)})
         return DownloadFilesResponse(file_records=file_records, errors=errors)
+
+    async def discard_files(self, instance_id: str, identity: UnifiedUserIdentity, session_id: str,
+                            operation_id: str) -> DiscardFilesResponse:
+        """Remove what the downloads of an upload operation copied: its completion failed, nothing stays."""
+        upn = upn_of(identity)
+        upload = await self.store.upload(instance_id, upn, session_id, operation_id)
+        if upload is None:
+            raise ServiceError(404, "The file upload operation was not found for this code session.",
+                               "operation_id")
+        discarded = await self.files.delete_downloaded(instance_id, upn, upload)
+        annotate({"foundationallm.code_session.files_discarded": len(discarded)})
+        return DiscardFilesResponse(discarded=discarded)
+
+    async def delete_session(self, instance_id: str, identity: UnifiedUserIdentity,
+                             session_id: str) -> DeleteCodeSessionResponse:
+        """The completion is done with the session. A per-request session (the code interpreter's: a new
+        identifier per completion) is deleted from its pool at once instead of idling out its cooldown; a
+        per-conversation session (the custom container's) stays for the conversation's next completion.
+        A pool that fails the delete is logged and answered 502 naming its hop: the caller's completion
+        does not depend on it (the pool's cooldown still ends the session)."""
+        record = await self.session(instance_id, identity, session_id)
+        provider, target = self._provider(record)
+        annotate(session_attributes(record))  # on the DELETE server span: the delete's own span
+        if not isinstance(provider, CodeInterpreterProvider):
+            annotate({ATTR_SESSION_DELETED: False})
+            return DeleteCodeSessionResponse(session_id=record.id, deleted=False,
+                                             detail="A per-conversation session stays for the conversation.")
+        try:
+            await provider.delete_session(target)
+        except ProviderError as error:  # recorded on the server span by the app's error handler
+            log.warning("could not delete a code session from its pool: %s", error)
+            raise
+        annotate({ATTR_SESSION_DELETED: True})
+        return DeleteCodeSessionResponse(session_id=record.id, deleted=True,
+                                         detail="The session was deleted from its pool.")
 
     async def execute_code(self, instance_id: str, identity: UnifiedUserIdentity, session_id: str,
                            code: str) -> CodeExecutionResult:

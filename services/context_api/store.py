@@ -1,11 +1,11 @@
-"""The Context API's records in SQLite (``<data dir>/context_api.db``), each keyed by instance and UPN
-as the original partitions its Cosmos container by the user's UPN."""
+"""The Context API's records in SQLite (``<data dir>/context_api.db``) or PostgreSQL (``FLLM_DATABASE_URL``),
+each keyed by instance and UPN as the original partitions its Cosmos container by the user's UPN."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from services.common.sqlite_store import SqliteStore
+from services.common.database import Tx, open_store
 from services.context_api.models import (
     ContextCodeSessionFileUploadRecord,
     ContextCodeSessionRecord,
@@ -25,27 +25,34 @@ CREATE TABLE IF NOT EXISTS files (
     record TEXT NOT NULL, PRIMARY KEY (instance_id, upn, id));
 CREATE INDEX IF NOT EXISTS files_by_name ON files (instance_id, upn, conversation_id, file_name, created_at);
 """
+# PostgreSQL has no implicit rowid: the same column, explicit (the tie-break of files made at one instant).
+POSTGRES_SCHEMA = SCHEMA.replace("record TEXT NOT NULL, PRIMARY KEY (instance_id, upn, id));\nCREATE INDEX",
+                                 "record TEXT NOT NULL, rowid BIGSERIAL, PRIMARY KEY (instance_id, upn, id));\n"
+                                 "CREATE INDEX")
 
 
 class ContextStore:
-    def __init__(self, path: Path) -> None:
-        self._db = SqliteStore(path, SCHEMA)
+    def __init__(self, data_dir: Path, database_url: str | None = None) -> None:
+        self._db = open_store(data_dir, "context_api", SCHEMA, POSTGRES_SCHEMA, database_url)
 
     async def upsert_session(self, record: ContextCodeSessionRecord) -> ContextCodeSessionRecord:
         """Insert, or update a stable (custom-container) session keeping its creation audit fields."""
 
-        def work(db) -> ContextCodeSessionRecord:  # noqa: ANN001
-            row = db.execute(
+        async def work(db: Tx) -> ContextCodeSessionRecord:
+            await db.lock(f"code_sessions/{record.instance_id}/{record.upn}/{record.id}")
+            row = await db.fetchone(
                 "SELECT record FROM code_sessions WHERE instance_id=? AND upn=? AND id=?",
                 (record.instance_id, record.upn, record.id),
-            ).fetchone()
+            )
             stored = record
             if row is not None:
                 previous = ContextCodeSessionRecord.model_validate_json(row["record"])
                 stored = record.model_copy(update={"created_at": previous.created_at,
                                                    "created_by": previous.created_by})
-            db.execute(
-                "INSERT OR REPLACE INTO code_sessions (instance_id, upn, id, deleted, record) VALUES (?,?,?,?,?)",
+            await db.execute(
+                "INSERT INTO code_sessions (instance_id, upn, id, deleted, record) VALUES (?,?,?,?,?)"
+                " ON CONFLICT (instance_id, upn, id) DO UPDATE SET deleted = excluded.deleted,"
+                " record = excluded.record",
                 (stored.instance_id, stored.upn, stored.id, int(stored.deleted), stored.model_dump_json()),
             )
             return stored
@@ -100,6 +107,19 @@ class ContextStore:
             (instance_id, upn, conversation_id, file_name),
         )
         return ContextFileRecord.model_validate_json(row["record"]) if row else None
+
+    async def files_since(self, instance_id: str, upn: str, since: str) -> list[ContextFileRecord]:
+        """The user's files created at ``since`` (ISO-8601) or later."""
+        rows = await self._db.fetchall(
+            "SELECT record FROM files WHERE instance_id=? AND upn=? AND created_at>=? AND deleted=0",
+            (instance_id, upn, since),
+        )
+        return [ContextFileRecord.model_validate_json(row["record"]) for row in rows]
+
+    async def delete_files(self, instance_id: str, upn: str, file_ids: list[str]) -> None:
+        for file_id in file_ids:
+            await self._db.execute("DELETE FROM files WHERE instance_id=? AND upn=? AND id=?",
+                                   (instance_id, upn, file_id))
 
     def close(self) -> None:
         self._db.close()

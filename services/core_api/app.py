@@ -22,7 +22,7 @@ def create_app(settings: Settings | None = None, auth: AuthConfig | None = None)
     settings = settings or Settings.from_env()
     auth = auth or AuthConfig.from_env(settings.data_dir)
     local_issuer_keys(auth, settings.data_dir)
-    contexts = OperationContexts(settings.data_dir / "core_api.db")
+    contexts = OperationContexts(settings.data_dir)
     clients: dict[str, AsyncCompletionsClient] = {}
 
     async def start() -> None:

@@ -17,7 +17,10 @@ def agent_message(operation: dict[str, Any], session_id: str, agent_name: str) -
     text = (result or {}).get("completion") or operation.get("status_message") or IN_PROGRESS_TEXT
     content = [
         {"type": item.get("type", "text"), "fileName": item.get("file_name"),
-         "value": item.get("value") or item.get("text")}
+         "value": item.get("value") or item.get("text"),
+         # An image result keeps the data plane's shape: {type: image, format, base64_data}.
+         **({key: item[key] for key in ("format", "base64_data") if key in item} if item.get("type") == "image"
+            else {})}
         for item in (result or {}).get("content", [])
         if isinstance(item, dict)
     ]

@@ -1,14 +1,14 @@
-"""Core's operation contexts (the original's Cosmos ``Operations`` container) in SQLite."""
+"""Core's operation contexts (the original's Cosmos ``Operations`` container) in SQLite, or PostgreSQL when
+``FLLM_DATABASE_URL`` is set: a poll may reach another Core replica than the one that started it."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services.common.sqlite_store import SqliteStore
+from services.common.database import Tx, open_store
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS operation_contexts (
@@ -18,7 +18,7 @@ CREATE TABLE IF NOT EXISTS operation_contexts (
     session_id TEXT NOT NULL,
     upn TEXT,
     route TEXT NOT NULL,
-    start_time REAL NOT NULL,
+    start_time DOUBLE PRECISION NOT NULL,
     traceparent TEXT NOT NULL,
     final TEXT
 );
@@ -39,8 +39,8 @@ class OperationContext:
 
 
 class OperationContexts:
-    def __init__(self, path: Path) -> None:
-        self._db = SqliteStore(path, SCHEMA)
+    def __init__(self, data_dir: Path, database_url: str | None = None) -> None:
+        self._db = open_store(data_dir, "core_api", SCHEMA, database_url=database_url)
 
     def close(self) -> None:
         self._db.close()
@@ -48,11 +48,12 @@ class OperationContexts:
     async def insert(self, ctx: OperationContext) -> tuple[OperationContext, bool]:
         """Store a new context; an existing one with the same id wins (a retried submission)."""
 
-        def work(db: sqlite3.Connection) -> tuple[OperationContext, bool]:
-            row = db.execute("SELECT * FROM operation_contexts WHERE id = ?", (ctx.id,)).fetchone()
+        async def work(db: Tx) -> tuple[OperationContext, bool]:
+            await db.lock(f"operation_contexts/{ctx.id}")
+            row = await db.fetchone("SELECT * FROM operation_contexts WHERE id = ?", (ctx.id,))
             if row is not None:
                 return _context(row), False
-            db.execute(
+            await db.execute(
                 "INSERT INTO operation_contexts VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
                 (ctx.id, ctx.instance_id, ctx.agent_name, ctx.session_id, ctx.upn, ctx.route, ctx.start_time,
                  ctx.traceparent),
@@ -68,15 +69,13 @@ class OperationContexts:
     async def finish(self, operation_id: str, final: dict[str, Any]) -> bool:
         """Keep the operation's end; False when it had already been kept."""
 
-        def work(db: sqlite3.Connection) -> bool:
-            cursor = db.execute("UPDATE operation_contexts SET final = ? WHERE id = ? AND final IS NULL",
-                                (json.dumps(final), operation_id))
-            return cursor.rowcount == 1
-
-        return await self._db.transaction(work, durable=False)  # State API keeps the end durably; this is a copy
+        changed = await self._db.execute("UPDATE operation_contexts SET final = ? WHERE id = ? AND final IS NULL",
+                                         (json.dumps(final), operation_id),
+                                         durable=False)  # State API keeps the end durably; this is a copy
+        return changed == 1
 
 
-def _context(row: sqlite3.Row) -> OperationContext:
+def _context(row: dict[str, Any]) -> OperationContext:
     values = dict(row)
     values["final"] = json.loads(values["final"]) if values["final"] else None
     return OperationContext(**values)

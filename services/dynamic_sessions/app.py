@@ -8,6 +8,7 @@ from services.code_execution import PROVIDER_CODE_INTERPRETER, ExecutorConfig
 from services.code_execution.web import create_code_service
 from services.common.settings import Settings
 from services.dynamic_sessions import executions, files, legacy, session
+from services.dynamic_sessions.compat import PoolPathMiddleware
 from services.dynamic_sessions.errors import install_azure_error_handlers
 
 PACKAGE = "dynamic_sessions"
@@ -18,5 +19,7 @@ def create_app(settings: Settings | None = None, config: ExecutorConfig | None =
     settings = settings or Settings.from_env()
     config = config or ExecutorConfig.from_env(settings.data_dir, "dynamic-sessions")
     routers = [module.router for module in (executions, files, legacy, session)]
-    return create_code_service(PACKAGE, TITLE, PROVIDER_CODE_INTERPRETER, config, settings, routers,
-                               install_azure_error_handlers)
+    app = create_code_service(PACKAGE, TITLE, PROVIDER_CODE_INTERPRETER, config, settings, routers,
+                              install_azure_error_handlers)
+    app.add_middleware(PoolPathMiddleware)
+    return app

@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse, Response
 
 from services.code_execution.files import FileEntry, FileMissingError, InvalidPathError, split_directory, split_file
 from services.code_execution.web import UploadFormatError, UploadTooLargeError, receive_upload, stream_file
+from services.dynamic_sessions.compat import multipart_request
 from services.dynamic_sessions.errors import AzureError
 from services.dynamic_sessions.models import file_resource, legacy_file_list
 from services.dynamic_sessions.params import LEGACY_API_VERSIONS, SessionCall, any_api, executions_api, require_bearer
@@ -29,6 +30,7 @@ async def upload_into(request: Request, call: SessionCall, path: str | None) -> 
     """Shared by ``POST /files`` and the legacy ``POST /files/upload``: the stored file."""
     session = call.session()
     executor = call.executor
+    request = await multipart_request(request)
     try:
         return await receive_upload(request, executor.files(session), path, executor.config.max_upload_bytes)
     except InvalidPathError as error:

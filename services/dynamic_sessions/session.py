@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import platform
 from datetime import UTC, datetime
 
@@ -33,13 +35,25 @@ async def list_sessions(request: Request, skip: int = Query(0, ge=0), _: str = D
     return JSONResponse({"sessions": page, "nextLink": None})
 
 
+@functools.cache
+def installed_packages() -> list[dict[str, str]]:
+    """What code in a session can import: the distributions of the site-packages the sandbox binds
+    (numpy, pandas, matplotlib and their dependencies among them), by name."""
+    found = {}
+    for distribution in importlib.metadata.distributions():
+        name = distribution.metadata["Name"]
+        if name:
+            found.setdefault(name.lower(), {"name": name, "version": distribution.version})
+    return [found[key] for key in sorted(found)]
+
+
 @router.get("/metadata", summary="The pool's runtime")
 async def metadata(_: str = Depends(pool_api)) -> JSONResponse:
     version = platform.python_version()
     return JSONResponse(
         {
             "runtimes": [{"name": "python", "version": version}],
-            "preInstalledPackages": [],
+            "preInstalledPackages": installed_packages(),
             "createdAt": STARTED_AT,
             "lastUpdatedAt": STARTED_AT,
             "jupyterKernel": {

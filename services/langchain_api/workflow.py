@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from services.common.errors import HopError
@@ -30,7 +30,7 @@ from services.langchain_api.code_interpreter import CodeInterpreterTool, ToolRes
 from services.langchain_api.models import LLMCompletionRequest
 from services.state_api.client import StateClient
 from telemetry import conventions as c
-from telemetry.context import SpanKind, annotate, hop_span, record_failure
+from telemetry.context import SpanKind, annotate, hop_span, record_failure, spawn
 
 log = logging.getLogger("foundationallm.langchain_api")
 MAX_TOOL_ROUNDS = 4
@@ -47,6 +47,7 @@ class WorkflowContext:
     identity: UnifiedUserIdentity
     upn: str | None
     progress: asyncio.Task[None] | None = None  # the progress writes in flight, chained in order
+    tools: dict[str, CodeInterpreterTool] = field(default_factory=dict)
 
 
 class AgentWorkflow:
@@ -69,6 +70,9 @@ class AgentWorkflow:
             except Exception as error:  # noqa: BLE001 - every failure must end the operation as Failed
                 hop = error.hop if isinstance(error, HopError) else c.LANGCHAIN_API
                 record_failure(error, span, hop)
+                for tool in ctx.tools.values():  # nothing the failed operation copied out of a session stays
+                    await tool.discard()
+                self._release_sessions(ctx)
                 message = str(error) if isinstance(error, HopError) else f"{c.LANGCHAIN_API}: {error}"
                 response = CompletionResponse(
                     operation_id=request.operation_id, user_prompt=request.user_prompt, errors=[message],
@@ -76,13 +80,21 @@ class AgentWorkflow:
                 )
                 await self._finish(ctx, heartbeat, response, OperationStatus.FAILED, message, hop)
                 return
+            self._release_sessions(ctx)
             await self._finish(ctx, heartbeat, response, OperationStatus.COMPLETED,
                                "Operation completed successfully.", None)
+
+    @staticmethod
+    def _release_sessions(ctx: WorkflowContext) -> None:
+        """The tools are done with their sessions: each is released in the background, a child of the
+        workflow's span, while the answer is written (the answer never waits for a pool)."""
+        for tool in ctx.tools.values():
+            spawn(tool.release())
 
     async def _converse(self, ctx: WorkflowContext) -> CompletionResponse:
         request = ctx.request
         self._progress(ctx, "Running agent workflow.")
-        tools = self._tools(ctx)
+        tools = ctx.tools = self._tools(ctx)
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": f"You are the FoundationaLLM agent {request.agent.name}."},
             {"role": "user", "content": request.user_prompt},
@@ -90,6 +102,7 @@ class AgentWorkflow:
         prompt_tokens = completion_tokens = 0
         analysis: list[dict[str, Any]] = []
         artifacts: list[dict[str, Any]] = []
+        images: list[dict[str, Any]] = []
         for _ in range(MAX_TOOL_ROUNDS):
             turn = await self._chat(messages, [tool.definition for tool in tools.values()])
             prompt_tokens += turn.prompt_tokens
@@ -109,6 +122,7 @@ class AgentWorkflow:
                                  "tool_output": result.text,
                                  "agent_capability_category": "FoundationaLLM.KnowledgeManagement"})
                 artifacts.extend(result.artifacts)
+                images.extend(result.images)
         else:
             turn = ModelTurn(text="The agent stopped after too many tool calls.")
         await self._progress_written(ctx)  # a failed progress write fails the operation, as in line
@@ -118,7 +132,7 @@ class AgentWorkflow:
             operation_id=request.operation_id,
             user_prompt=request.user_prompt,
             completion=turn.text,
-            content=[content.model_dump()],
+            content=[content.model_dump(), *images],  # image results as the data plane returns them
             analysis_results=analysis,
             content_artifacts=artifacts,
             prompt_tokens=prompt_tokens,

@@ -10,6 +10,7 @@ operation the portal does not wait on, with one long-poll of Core's status route
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -25,7 +26,10 @@ from services.common.settings import PortalSettings, Settings
 from services.portal import page
 from services.portal.client import DEFAULT_AGENT, PortalClient
 from services.portal.errors import CoreApiError, CoreUnavailableError, PortalError
+from services.portal.files import router as files_router
 from services.portal.operation import OperationView, view_of
+from services.portal.traces import TraceStore
+from services.portal.traces import router as traces_router
 from services.portal.waiters import Waiters
 from telemetry import conventions as c
 from telemetry.context import annotate
@@ -65,6 +69,8 @@ class AskBody(BaseModel):
 
 
 OperationId = Annotated[str, Path(pattern=ID_PATTERN)]
+# The trace viewer reads traces; its own requests are not traced (they would fill the latency report).
+TRACE_VIEWER_PATHS = ("/traces", "/api/traces", "/api/latency")
 router = APIRouter()
 
 
@@ -92,8 +98,7 @@ def _core_failure(error: PortalError) -> ServiceError:
     return ServiceError(502, str(error))
 
 
-@router.get("/", response_class=HTMLResponse, include_in_schema=False)
-async def index() -> HTMLResponse:
+def _page(render: Callable[[str], str]) -> HTMLResponse:
     nonce = secrets.token_urlsafe(16)
     headers = {
         "Content-Security-Policy": page.content_security_policy(nonce),
@@ -101,7 +106,17 @@ async def index() -> HTMLResponse:
         "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "no-referrer",
     }
-    return HTMLResponse(page.render(nonce), headers=headers)
+    return HTMLResponse(render(nonce), headers=headers)
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def index() -> HTMLResponse:
+    return _page(page.render)
+
+
+@router.get("/traces", response_class=HTMLResponse, include_in_schema=False)
+async def traces_page() -> HTMLResponse:
+    return _page(page.render_traces)
 
 
 @router.post("/api/completions", status_code=202)
@@ -154,8 +169,13 @@ def create_app(settings: Settings | None = None, config: PortalConfig | None = N
         bearer=bearer_source(settings.data_dir),  # the page's submissions go to Core as the portal's user
     )
     waiters = Waiters(client, max_in_flight=config.max_in_flight, timeout_s=config.wait_timeout_s)
-    app = create_service(PACKAGE, settings, title=TITLE, on_shutdown=[waiters.stop, client.aclose])
+    app = create_service(PACKAGE, settings, title=TITLE, on_shutdown=[waiters.stop, client.aclose],
+                         untraced_prefixes=TRACE_VIEWER_PATHS)
     app.state.portal_client = client
     app.state.waiters = waiters
+    app.state.trace_store = TraceStore(settings.data_dir, config.jaeger_url)
+    app.state.trace_store.start()
     app.include_router(router)
+    app.include_router(traces_router)
+    app.include_router(files_router)
     return app

@@ -325,6 +325,30 @@ class PortalClient:
             annotate({c.ATTR_OPERATION_STATUS: view_of(body, operation_id).status}, span)
             return body
 
+    async def download_file(self, file_id: str, max_bytes: int) -> tuple[bytes, str]:
+        """A file the agent produced, from Core's files route (``{{fllm_base_url}}/instances/{i}/files/
+        FoundationaLLM.Context/{fileId}``, as in the Message's file URLs): its bytes and content type."""
+        url = f"{self.core_url}/instances/{self.instance_id}/files/FoundationaLLM.Context/{quote(file_id, safe='')}"
+        headers: dict[str, str] = {}
+        if self.bearer is not None:
+            try:
+                headers["Authorization"] = f"Bearer {await self.bearer.token()}"
+            except Exception as error:  # noqa: BLE001 - any credential failure: no call without a token
+                raise CoreApiError(f"no bearer token for GET {url} ({type(error).__name__}: {error})", 401) from error
+        try:
+            async with self._http.stream("GET", url, headers=headers) as response:
+                if not response.is_success:
+                    await response.aread()
+                    raise failed_response("GET", url, response)
+                content = bytearray()
+                async for chunk in response.aiter_bytes():
+                    content += chunk
+                    if len(content) > max_bytes:
+                        raise CoreApiError(f"the file {file_id} is larger than {max_bytes} bytes", 413)
+                return bytes(content), response.headers.get("content-type", "application/octet-stream")
+        except httpx.TransportError as error:
+            raise CoreUnavailableError(f"could not be reached at {self.core_url} ({type(error).__name__})") from error
+
     # --- plumbing ---
 
     async def _call(self, method: str, url: str, ctx: Context, *, timeout: float | None = None,

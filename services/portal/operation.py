@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from services.portal.files import files_of
 
 TERMINAL = frozenset({"Completed", "Failed"})
 IN_PROGRESS = "InProgress"
@@ -19,6 +21,7 @@ class OperationView:
     answer: str | None  # the agent Message's text, once the operation has ended
     trace_id: str | None
     failed_hop: str | None = None
+    files: list[dict[str, str]] = field(default_factory=list)  # images and files of the answer (files.py)
 
     @property
     def done(self) -> bool:
@@ -32,6 +35,7 @@ class OperationView:
             "answer": self.answer,
             "trace_id": self.trace_id,
             "failed_hop": self.failed_hop,
+            "files": self.files,
             "done": self.done,
         }
 
@@ -54,6 +58,7 @@ def view_of(body: dict[str, Any], operation_id: str = "") -> OperationView:
         answer=(text if isinstance(text, str) else (status_message or "")) if status in TERMINAL else None,
         trace_id=body.get("trace_id") or None,
         failed_hop=body.get("failed_hop") or None,
+        files=files_of(result) if status in TERMINAL else [],
     )
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import html
 
+from services.portal import traces_page
+from services.portal.waterfall_assets import CSS, JS
+
 AGENTS = ("code-interpreter", "custom-container-coder")
 
 _PAGE = """<!doctype html>
@@ -14,30 +17,30 @@ _PAGE = """<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="icon" href="data:,">
 <title>FoundationaLLM User Portal (callstack)</title>
-<style nonce="__NONCE__">
-  :root { font-family: system-ui, sans-serif; color: #1b1f24; background: #f5f6f8; }
-  main { max-width: 52rem; margin: 2rem auto; padding: 0 1rem; }
-  h1 { font-size: 1.3rem; margin-bottom: 1rem; }
-  form, section { background: #fff; border: 1px solid #d8dce2; border-radius: 8px; padding: 1rem; }
-  section { margin-top: 1rem; }
-  label { font-weight: 600; display: block; margin-bottom: .3rem; }
-  textarea { width: 100%; box-sizing: border-box; min-height: 7rem; font: 0.95rem ui-monospace, monospace; }
+<style nonce="__NONCE__">__CSS__
+  main { max-width: 72rem; margin: 0 auto 2rem; padding: 0 1.2rem; }
+  form { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 1rem; margin-top: 1rem; }
+  label { font-weight: 600; display: block; margin-bottom: .3rem; font-size: .9rem; }
+  textarea { width: 100%; box-sizing: border-box; min-height: 7rem; font: 0.9rem ui-monospace, monospace; }
   .row { display: flex; gap: 1rem; align-items: end; margin-top: .8rem; }
-  button { padding: .5rem 1.4rem; font-size: 1rem; cursor: pointer; }
+  button#send { padding: .45rem 1.4rem; font-size: .95rem; cursor: pointer; background: #1f883d; color: #fff;
+                border: 1px solid #1a7f37; border-radius: 6px; }
   button:disabled { cursor: progress; opacity: .6; }
-  dl { display: grid; grid-template-columns: 9rem 1fr; gap: .3rem .8rem; margin: 0; }
-  dt { font-weight: 600; color: #555; }
+  dl { display: grid; grid-template-columns: 8rem 1fr; gap: .3rem .8rem; margin: 0; font-size: .9rem; }
+  dt { font-weight: 600; color: var(--muted); }
   dd { margin: 0; font-family: ui-monospace, monospace; word-break: break-all; }
   pre { background: #0f172a; color: #e2e8f0; padding: .8rem; border-radius: 6px; white-space: pre-wrap;
         min-height: 2rem; margin: .8rem 0 0; }
-  .InProgress { color: #a16207; } .Completed { color: #15803d; } .Failed, .Error { color: #b91c1c; }
-  #error { color: #b91c1c; margin-top: .6rem; white-space: pre-wrap; }
+  #files img { max-width: 100%; border: 1px solid var(--line); border-radius: 4px; margin-top: .6rem; display: block; }
+  #files a { display: inline-block; margin: .5rem .8rem 0 0; }
+  #error { color: var(--err); margin-top: .6rem; white-space: pre-wrap; }
   [hidden] { display: none !important; }
 </style>
 </head>
 <body data-state="idle">
+<header class="top"><b>FoundationaLLM User Portal</b>
+  <a class="here" href="./">Ask</a><a href="traces">Traces</a></header>
 <main>
-<h1>FoundationaLLM User Portal <small>(callstack)</small></h1>
 <form id="ask">
   <label for="prompt">Prompt</label>
   <textarea id="prompt" name="prompt" required placeholder="Ask the agent; Ctrl+Enter sends"></textarea>
@@ -47,7 +50,7 @@ _PAGE = """<!doctype html>
   </div>
   <div id="error" role="alert"></div>
 </form>
-<section aria-live="polite">
+<section class="panel" aria-live="polite">
   <dl>
     <dt>Status</dt><dd id="status">-</dd>
     <dt>Message</dt><dd id="status-message"></dd>
@@ -57,10 +60,17 @@ _PAGE = """<!doctype html>
     <dt>Elapsed</dt><dd id="elapsed"></dd>
   </dl>
   <pre id="answer"></pre>
+  <div id="files"></div>
+</section>
+<section class="panel" id="trace-panel" hidden>
+  <h2>Trace of this answer <a id="trace-open" class="muted" href="traces">open on the traces page</a></h2>
+  <div id="trace-status" class="muted"></div>
+  <div id="trace"></div>
 </section>
 </main>
 <script nonce="__NONCE__">
 "use strict";
+__JS__
 const $ = (id) => document.getElementById(id);
 const problem = (body, code) => (body && (body.detail || body.title)) || ("HTTP " + code);
 
@@ -72,10 +82,47 @@ function show(view) {
   if (view.operation_id) $("operation-id").textContent = view.operation_id;
   if (view.trace_id) $("trace-id").textContent = view.trace_id;
   if (view.jaeger_url) { $("jaeger-link").href = view.jaeger_url; $("jaeger-link").hidden = false; }
-  if (view.done) $("answer").textContent = view.answer || "";
+  if (view.done) { $("answer").textContent = view.answer || ""; showFiles(view.files || []); }
 }
 
-async function getJson(url, options) {
+function showFiles(files) {
+  const box = $("files");
+  box.replaceChildren();
+  for (const file of files) {
+    if (file.kind === "image") {
+      const image = el("img", {src: file.url, alt: file.name || "image result"});
+      image.addEventListener("error", () => image.replaceWith(el("div", {class: "err",
+        text: "✗ the image " + (file.name || "") + " could not be fetched through Core's files route"})));
+      box.append(image);
+    }
+    else box.append(el("a", {href: file.url, download: file.name || "file", text: "⬇ " + (file.name || "file")}));
+  }
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function showTrace(traceId) {
+  $("trace-panel").hidden = false;
+  $("trace-open").href = "traces#trace=" + traceId;
+  $("trace-status").textContent = "loading the trace…";
+  let last = -1, stable = 0, view = null;
+  for (let attempt = 0; attempt < 40 && stable < 2; attempt++) {
+    await sleep(attempt ? 400 : 250);  // services export their spans every ~200 ms
+    try { view = await fetchJson("api/traces/" + traceId); } catch (error) {
+      if (error.status !== 404) { $("trace-status").textContent = "trace unavailable: " + error.message; return; }
+      continue;
+    }
+    const count = view.spans.length;
+    const waited = view.spans.some((s) => s.name === "portal.wait_for_result");
+    stable = count === last && waited ? stable + 1 : 0;
+    last = count;
+    $("trace").replaceChildren(waterfall(view, (id) => "traces#trace=" + id));
+  }
+  $("trace-status").textContent = view ? "" : "the trace has not reached the trace store";
+  document.body.dataset.trace = view ? "shown" : "missing";
+}
+
+async function getJson(url, options) {  // submission and status: the problem body's detail on errors
   const response = await fetch(url, options);
   let body = null;
   try { body = await response.json(); } catch (_) { /* not JSON */ }
@@ -86,6 +133,8 @@ async function getJson(url, options) {
 async function send(event) {
   event.preventDefault();
   for (const id of ["status-message", "operation-id", "trace-id", "answer", "error", "elapsed"]) $(id).textContent = "";
+  $("files").replaceChildren(); $("trace").replaceChildren(); $("trace-panel").hidden = true;
+  delete document.body.dataset.trace;
   $("jaeger-link").hidden = true;
   $("send").disabled = true;
   document.body.dataset.state = "running";
@@ -108,6 +157,7 @@ async function send(event) {
       show(view);
     }
     document.body.dataset.state = "done";
+    if (view.trace_id) showTrace(view.trace_id);
   } catch (error) {
     $("status").textContent = "Error";
     $("status").className = "Error";
@@ -132,7 +182,12 @@ $("prompt").addEventListener("keydown", (e) => {
 
 def render(nonce: str, agents: tuple[str, ...] = AGENTS) -> str:
     options = "".join(f'<option value="{html.escape(a)}">{html.escape(a)}</option>' for a in agents)
-    return _PAGE.replace("__NONCE__", nonce).replace("__AGENTS__", options)
+    return (_PAGE.replace("__CSS__", CSS).replace("__JS__", JS).replace("__NONCE__", nonce)
+            .replace("__AGENTS__", options))
+
+
+def render_traces(nonce: str) -> str:
+    return traces_page.PAGE.replace("__CSS__", CSS).replace("__JS__", JS).replace("__NONCE__", nonce)
 
 
 def content_security_policy(nonce: str) -> str:

@@ -28,6 +28,7 @@ async def _operation_id(request: Request) -> None:
 router = APIRouter(prefix="/instances/{instanceId}/operations",
                    dependencies=[Depends(internal_hop("state_api")), Depends(_operation_id)])
 MAX_WAIT_S = 60.0
+RECHECK_S = 5.0
 
 
 def _store(request: Request) -> OperationStore:
@@ -72,9 +73,16 @@ async def get_operation(
         row = await store.get(operationId)
         if row is None:
             raise _not_found(operationId)
-        if wait > 0 and not OperationStatus(row["status"]).is_terminal:
+        deadline = asyncio.get_running_loop().time() + wait
+        while not OperationStatus(row["status"]).is_terminal:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            # Woken by the end (this replica's write, or another's NOTIFY); the re-read every few seconds
+            # covers an end whose notification was lost (a dropped LISTEN connection).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ended.wait(), wait)
+                await asyncio.wait_for(ended.wait(), min(left, RECHECK_S))
+            ended.clear()
             row = await store.get(operationId) or row
     annotate({c.ATTR_OPERATION_STATUS: row["status"]})
     return to_operation(row, await store.latest_result(operationId))

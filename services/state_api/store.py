@@ -1,4 +1,4 @@
-"""Operations, log entries and result documents in SQLite.
+"""Operations, log entries and result documents in SQLite, or PostgreSQL (services/common/database.py).
 
 Unlike the original (results ordered by a 1-second ``_ts``, final result and status written
 concurrently), every result gets a sequence number, so "latest" is exact, and writers put the final
@@ -8,14 +8,16 @@ result before the final status.
 from __future__ import annotations
 
 import json
-import sqlite3
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from services.common.database import Tx, open_store
 from services.common.models import OPERATION_TTL_S, OperationStatus
-from services.common.sqlite_store import SqliteStore
+
+ENDED_CHANNEL = "fllm_operation_ended"  # NOTIFY payload: the operation id (PostgreSQL)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS operations (
@@ -46,6 +48,8 @@ CREATE TABLE IF NOT EXISTS results (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS results_by_id ON results (operation_id, id);
 """
+COLUMNS = ("operation_id", "instance_id", "status", "status_message", "upn", "last_updated", "traceparent",
+           "failed_hop")
 
 
 def _now() -> str:
@@ -53,8 +57,16 @@ def _now() -> str:
 
 
 class OperationStore:
-    def __init__(self, path: Path) -> None:
-        self._db = SqliteStore(path, SCHEMA)
+    def __init__(self, data_dir: Path, database_url: str | None = None) -> None:
+        self._db = open_store(data_dir, "state_api", SCHEMA, database_url=database_url)
+
+    @property
+    def dialect(self) -> str:
+        return self._db.dialect
+
+    async def on_ended(self, callback: Callable[[str | None], None]) -> None:
+        """Call ``callback(operation_id)`` when any replica ends an operation (None: maybe missed some)."""
+        await self._db.listen(ENDED_CHANNEL, callback)
 
     def close(self) -> None:
         self._db.close()
@@ -62,10 +74,11 @@ class OperationStore:
     async def create(self, instance_id: str, operation_id: str, upn: str | None, traceparent: str) -> dict[str, Any]:
         """Start an operation; creating one that exists returns it unchanged (idempotent submission)."""
 
-        def work(db: sqlite3.Connection) -> dict[str, Any]:
-            existing = db.execute("SELECT * FROM operations WHERE operation_id = ?", (operation_id,)).fetchone()
+        async def work(db: Tx) -> dict[str, Any]:
+            await db.lock(operation_id)
+            existing = await db.fetchone("SELECT * FROM operations WHERE operation_id = ?", (operation_id,))
             if existing is not None:
-                return dict(existing)
+                return existing
             row = {
                 "operation_id": operation_id,
                 "instance_id": instance_id,
@@ -76,12 +89,8 @@ class OperationStore:
                 "traceparent": traceparent,
                 "failed_hop": None,
             }
-            db.execute(
-                "INSERT INTO operations VALUES (:operation_id, :instance_id, :status, :status_message, :upn,"
-                " :last_updated, :traceparent, :failed_hop)",
-                row,
-            )
-            _log(db, row)
+            await db.execute("INSERT INTO operations VALUES (?, ?, ?, ?, ?, ?, ?, ?)", tuple(row.values()))
+            await _log(db, row)
             return row
 
         return await self._db.transaction(work)
@@ -91,10 +100,10 @@ class OperationStore:
     ) -> tuple[dict[str, Any], bool]:
         """Upsert an operation's status (PUT); returns the row and whether it changed anything."""
 
-        def work(db: sqlite3.Connection) -> tuple[dict[str, Any], bool]:
-            existing = db.execute(
-                "SELECT * FROM operations WHERE operation_id = ?", (operation["operation_id"],)
-            ).fetchone()
+        async def work(db: Tx) -> tuple[dict[str, Any], bool]:
+            await db.lock(operation["operation_id"])
+            existing = await db.fetchone("SELECT * FROM operations WHERE operation_id = ?",
+                                         (operation["operation_id"],))
             row = dict(existing) if existing is not None else {"traceparent": traceparent, "instance_id": instance_id}
             if existing is not None and OperationStatus(existing["status"]).is_terminal:
                 return row, False  # an ended operation stays ended: a late write cannot revive it
@@ -106,12 +115,16 @@ class OperationStore:
                 last_updated=_now(),
                 failed_hop=operation.get("failed_hop"),
             )
-            db.execute(
-                "INSERT OR REPLACE INTO operations VALUES (:operation_id, :instance_id, :status, :status_message,"
-                " :upn, :last_updated, :traceparent, :failed_hop)",
-                row,
+            values = tuple(row[column] for column in COLUMNS)
+            await db.execute(
+                f"INSERT INTO operations VALUES ({', '.join('?' * len(COLUMNS))}) ON CONFLICT (operation_id) DO UPDATE"
+                " SET status = excluded.status, status_message = excluded.status_message, upn = excluded.upn,"
+                " last_updated = excluded.last_updated, failed_hop = excluded.failed_hop",
+                values,
             )
-            _log(db, row)
+            await _log(db, row)
+            if OperationStatus(row["status"]).is_terminal:
+                await db.notify(ENDED_CHANNEL, row["operation_id"])
             return row, True
 
         # Only an end is fsynced on its own: an InProgress status is superseded by the next write, and the
@@ -119,49 +132,49 @@ class OperationStore:
         return await self._db.transaction(work, durable=OperationStatus(operation["status"]).is_terminal)
 
     async def get(self, operation_id: str) -> dict[str, Any] | None:
-        row = await self._db.fetchone("SELECT * FROM operations WHERE operation_id = ?", (operation_id,))
-        return dict(row) if row is not None else None
+        return await self._db.fetchone("SELECT * FROM operations WHERE operation_id = ?", (operation_id,))
 
     async def list(self, instance_id: str) -> list[dict[str, Any]]:
         rows = await self._db.fetchall(
             "SELECT * FROM operations WHERE instance_id = ? ORDER BY last_updated DESC LIMIT 1000", (instance_id,)
         )
-        return [dict(row) for row in rows]
+        return rows
 
     async def in_progress_since(self, before_iso: str) -> list[dict[str, Any]]:
         rows = await self._db.fetchall(
             "SELECT * FROM operations WHERE status = ? AND last_updated < ?",
             (OperationStatus.IN_PROGRESS.value, before_iso),
         )
-        return [dict(row) for row in rows]
+        return rows
 
     async def logs(self, operation_id: str) -> list[dict[str, Any]]:
         rows = await self._db.fetchall(
             "SELECT * FROM log_entries WHERE operation_id = ? ORDER BY time_stamp", (operation_id,)
         )
-        return [{**dict(row), "type": "LongRunningOperationLogEntry", "ttl": OPERATION_TTL_S} for row in rows]
+        return [{**row, "type": "LongRunningOperationLogEntry", "ttl": OPERATION_TTL_S} for row in rows]
 
     async def add_result(self, operation_id: str, document: dict[str, Any]) -> dict[str, Any]:
         """Store a result document; a given ``id`` makes the write idempotent, else one is assigned."""
 
-        def work(db: sqlite3.Connection) -> dict[str, Any]:
+        async def work(db: Tx) -> dict[str, Any]:
+            await db.lock(f"{operation_id}/results")
             result_id = document.get("id") or ""
             if result_id:
-                existing = db.execute(
+                existing = await db.fetchone(
                     "SELECT document FROM results WHERE operation_id = ? AND id = ?", (operation_id, result_id)
-                ).fetchone()
+                )
                 if existing is not None:
                     return json.loads(existing["document"])
-            seq = db.execute(
-                "SELECT COALESCE(MAX(seq), 0) + 1 FROM results WHERE operation_id = ?", (operation_id,)
-            ).fetchone()[0]
+            seq = (await db.fetchone(
+                "SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM results WHERE operation_id = ?", (operation_id,)
+            ))["seq"]
             stored = {
                 **document,
                 "id": result_id or f"{operation_id}-{seq}",
                 "type": "LongRunningOperationResult",
                 "sequence": seq,
             }
-            db.execute(
+            await db.execute(
                 "INSERT INTO results VALUES (?, ?, ?, ?)", (operation_id, seq, stored["id"], json.dumps(stored))
             )
             return stored
@@ -176,8 +189,8 @@ class OperationStore:
         return json.loads(row["document"]) if row is not None else None
 
 
-def _log(db: sqlite3.Connection, row: dict[str, Any]) -> None:
-    db.execute(
+async def _log(db: Tx, row: dict[str, Any]) -> None:
+    await db.execute(
         "INSERT INTO log_entries VALUES (?, ?, ?, ?, ?, ?)",
         (str(uuid.uuid4()), row["operation_id"], row["status"], row["status_message"], row["upn"], row["last_updated"]),
     )

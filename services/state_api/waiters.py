@@ -1,4 +1,5 @@
-"""Long-poll support: status readers wait on an event that the terminal status write sets."""
+"""Long-poll support: status readers wait on an event that the terminal status write sets, this replica's
+or, through the store's notifications (PostgreSQL), any other's."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ class Waiters:
                 del self._counts[operation_id]
                 self._events.pop(operation_id, None)
 
-    def ended(self, operation_id: str) -> None:
-        event = self._events.get(operation_id)
-        if event is not None:
+    def ended(self, operation_id: str | None) -> None:
+        """Wake the readers of ``operation_id``; None: every reader (ends may have gone unnoticed)."""
+        events = self._events.values() if operation_id is None else filter(None, [self._events.get(operation_id)])
+        for event in list(events):
             event.set()

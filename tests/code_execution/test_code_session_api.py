@@ -134,3 +134,20 @@ def test_spans_name_the_custom_container_provider(container: Harness, span_expor
         "AzureContainerAppsCustomContainer"]
     status = container.request("GET", "/status").json()
     assert status["status"] == "ready" and json.dumps(status["sandbox"])
+
+
+def test_the_callers_timeout_ends_the_execution(container: Harness) -> None:
+    """``timeout_seconds`` (the Context API's execution timeout) reaches the executor: killed, and said so."""
+    identifier = new_id()
+    response = container.request("POST", f"/code/execute?{QUERY}{identifier}",
+                                 json={"code": "import time\ntime.sleep(30)\nprint('done')", "timeout_seconds": 1})
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert detail["timed_out"] is True and detail["status"] == "Failed" and "1-second timeout" in detail["error"]
+    assert execute(container, "print('next')", identifier).json()["detail"]["output"] == "next\n"
+
+
+@pytest.mark.parametrize("value", [0, -1, 221, "soon", 1.5])
+def test_a_bad_timeout_is_400_naming_the_field(container: Harness, value: object) -> None:
+    response = container.request("POST", "/code/execute", json={"code": "print(1)", "timeout_seconds": value})
+    assert response.status_code == 400 and "timeout_seconds" in response.json()["detail"], response.text

@@ -36,16 +36,24 @@ def test_sync_execution_has_the_resource_fields_and_headers(emulator: Harness, v
 @pytest.mark.parametrize(
     ("code", "expected"),
     [
-        ("x = 40 + 2\nx", "42"),
-        ("'abc'", "'abc'"),
+        ("x = 40 + 2\nx", 42),  # a JSON value, as the data plane answers ("executionResult": 4 for 2+2)
+        ("2.5 * 2", 5.0),
+        ("1 < 2", True),
+        ("{'a': [1, 2.5, None, 'x']}", {"a": [1, 2.5, None, "x"]}),
+        ("[i * i for i in range(4)]", [0, 1, 4, 9]),
+        ("'abc'", "'abc'"),  # strings, tuples and other objects: their text/plain repr
+        ("(1, 2)", "(1, 2)"),
+        ("{1: 'a'}", "{1: 'a'}"),
         ("a = float('nan');a", "nan"),
+        ("[float('inf')]", "[inf]"),
+        ("import datetime\ndatetime.date(2024, 1, 2)", "datetime.date(2024, 1, 2)"),
+        ("list(range(2000))", repr(list(range(2000)))[:4096]),  # too long for JSON within the limit
         ("a = None;a", None),
         ("print('hi')", ""),
         ("y = 1", ""),
-        ("[i * i for i in range(4)]", "[0, 1, 4, 9]"),
     ],
 )
-def test_trailing_expression_is_the_execution_result(emulator: Harness, code: str, expected: str | None) -> None:
+def test_trailing_expression_is_the_execution_result(emulator: Harness, code: str, expected: object) -> None:
     body = emulator.execute(new_id(), code).json()
     assert body["status"] == "Succeeded"
     assert body["result"]["executionResult"] == expected
@@ -57,7 +65,8 @@ def test_code_exception_fails_with_traceback_and_keeps_partial_output(emulator: 
     assert body["result"]["stdout"] == "before\n"
     stderr = body["result"]["stderr"]
     assert "Traceback (most recent call last)" in stderr and "ZeroDivisionError: division by zero" in stderr
-    assert "return 1 / 0" in stderr and "worker.py" not in stderr  # the code's frames only
+    assert "return 1 / 0" in stderr  # the code's frames only, none of the interpreter's
+    assert "interpreter.py" not in stderr and "fllm_interpreter" not in stderr
     error = body["error"]["error"]
     assert error["code"] == "CodeExecutionFailed" and error["innererror"]["code"] == "ZeroDivisionError"
     assert set(error) == {"code", "message", "target", "details", "innererror"}
@@ -93,7 +102,7 @@ def test_async_execution_answers_202_and_polls_to_succeeded(emulator: Harness) -
         time.sleep(0.02)
     final = poll.json()
     assert "Running" in seen and final["status"] == "Succeeded"
-    assert final["result"]["stdout"] == "done\n" and final["result"]["executionResult"] == "42"
+    assert final["result"]["stdout"] == "done\n" and final["result"]["executionResult"] == 42
 
 
 def test_sync_execution_can_be_read_back_and_is_scoped_to_its_session(emulator: Harness) -> None:
@@ -101,7 +110,7 @@ def test_sync_execution_can_be_read_back_and_is_scoped_to_its_session(emulator: 
     execution_id = emulator.execute(identifier, "1 + 1").json()["id"]
     mine = emulator.request("GET", f"/executions/{execution_id}?api-version={API}&identifier={identifier}",
                             headers=AUTH)
-    assert mine.status_code == 200 and mine.json()["result"]["executionResult"] == "2"
+    assert mine.status_code == 200 and mine.json()["result"]["executionResult"] == 2
     other = emulator.request("GET", f"/executions/{execution_id}?api-version={API}&identifier={new_id()}",
                              headers=AUTH)
     assert other.status_code == 404 and other.json()["error"]["code"] == "ExecutionNotFound"
@@ -115,7 +124,7 @@ def test_operation_id_header_makes_a_retry_idempotent(emulator: Harness) -> None
     first = emulator.execute(identifier, "count += 1\ncount", headers=headers).json()
     second = emulator.execute(identifier, "count += 1\ncount", headers=headers).json()
     assert first["id"] == second["id"] == headers["operation-id"]
-    assert first["result"]["executionResult"] == second["result"]["executionResult"] == "1"
+    assert first["result"]["executionResult"] == second["result"]["executionResult"] == 1
     bad = emulator.execute(identifier, "1", headers={"operation-id": "not valid!"})
     assert bad.status_code == 400 and bad.json()["error"]["target"] == "operation-id"
 
@@ -197,7 +206,7 @@ def test_legacy_code_execute_with_properties(emulator: Harness, version: str) ->
     assert response.status_code == 200
     properties = response.json()["properties"]
     assert properties["status"] == "Success" and properties["stdout"] == "5\n"
-    assert properties["executionResult"] == properties["result"] == "10"
+    assert properties["executionResult"] == properties["result"] == 10
     assert properties["$id"] == response.headers["operation-id"]
     for header in ("X-Ms-Container-Execution-Duration", "X-Ms-Execution-Request-Time", "X-Ms-Session-Guid"):
         assert header in response.headers
@@ -206,7 +215,7 @@ def test_legacy_code_execute_with_properties(emulator: Harness, version: str) ->
     assert failed.json()["properties"]["status"] == "Failed" and "KeyError" in failed.json()["properties"]["stderr"]
     # The same session serves both contracts.
     state = emulator.execute(identifier, "v").json()
-    assert state["result"]["executionResult"] == "5"
+    assert state["result"]["executionResult"] == 5
 
 
 def test_legacy_and_new_routes_refuse_each_others_versions(emulator: Harness) -> None:

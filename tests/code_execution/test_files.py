@@ -63,8 +63,8 @@ def test_code_and_file_api_see_the_same_files_in_sub_folders(emulator: Harness) 
     content = emulator.request("GET", url("/files/r.txt/content", identifier, path="/out/deep"), headers=AUTH)
     assert content.content == b"uploaded"
     assert emulator.request("DELETE", url("/files/out", identifier, path="/"), headers=AUTH).status_code == 204
-    assert emulator.execute(identifier, "import os\nos.path.exists('out')").json()["result"]["executionResult"] == \
-        "False"
+    assert emulator.execute(identifier, "import os\nos.path.exists('out')").json()["result"]["executionResult"] is \
+        False
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,6 @@ import errno
 import json
 import os
 import socket
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from services.code_execution import ExecutionSpec, Executor, SandboxLimits
 from services.code_execution.config import MIB
 from services.code_execution.sessions import Session
 from tests.code_execution.conftest import API, AUTH, Harness, LoopThread, make_config, settings_for
+from tests.wait import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 LIMITS = SandboxLimits(memory_bytes=1024 * MIB, cpu_cores=0.5, processes=64, disk_bytes=500 * MIB)
@@ -76,15 +76,6 @@ def alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
-
-
-def wait_until(condition: object, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return True
-        time.sleep(0.02)
-    return False
 
 
 LIST_FDS = (
@@ -184,12 +175,12 @@ def test_a_setsid_daemon_counts_against_the_session_and_dies_with_it(hostile: Ha
     daemons = [pid for pid in members if os.stat(f"/proc/{pid}").st_uid == session.uid]
     assert len(daemons) == 2  # the interpreter and the daemon, both in the session's cgroup
     used, throttled = cgroup.cpu_seconds(), cgroup.throttled()
-    assert wait_until(lambda: cgroup.throttled() > throttled + 2)  # held to the session's 0.5 core
+    wait_until(lambda: cgroup.throttled() > throttled + 2, "the daemon to be throttled to the session's 0.5 core")
     later = cgroup.cpu_seconds()
     assert used is None or later is None or later > used  # the daemon's CPU is the session's
     assert value(hostile, neighbour, "print(1)") == 1  # another session still answers
     delete(hostile, identifier)
-    assert wait_until(lambda: not any(alive(pid) for pid in members), 5.0)
+    wait_until(lambda: not any(alive(pid) for pid in members), "the session's processes to end", 5.0)
     delete(hostile, neighbour)
 
 
@@ -285,6 +276,7 @@ def test_a_timeout_ends_everything_the_execution_started(hostile: Harness) -> No
     body = run(hostile, identifier, code, timeout_s=1)
     assert body["status"] == "Failed" and body["error"]["error"]["code"] == "CodeExecutionTimedOut"
     session = session_of(hostile, identifier)
-    assert session.slot.cgroup is not None and wait_until(lambda: not session.slot.cgroup.pids(), 5.0)
+    assert session.slot.cgroup is not None
+    wait_until(lambda: not session.slot.cgroup.pids(), "the session's cgroup to empty", 5.0)
     assert value(hostile, identifier, "print(4)") == 4  # a new interpreter in the same session
     delete(hostile, identifier)

@@ -136,7 +136,7 @@ def test_sandbox_denies_the_network_where_the_platform_allows(emulator: Harness)
         "    except OSError as e:\n        failures.append(type(e).__name__)\n"
         "failures"
     )
-    assert result_of(emulator, identifier, code)["result"]["executionResult"] == "['ConnectionRefusedError', 'OSError']"
+    assert result_of(emulator, identifier, code)["result"]["executionResult"] == ["ConnectionRefusedError", "OSError"]
 
 
 def test_full_sandbox_applies_when_running_as_root(emulator: Harness) -> None:
@@ -160,7 +160,7 @@ def test_temporary_folders_are_private_to_the_session(emulator: Harness) -> None
     assert result_of(emulator, writer, code)["status"] == "Succeeded"
     seen = result_of(emulator, reader, f"import os\n[os.path.exists(f'{{d}}/{marker}') for d in "
                                        "('/tmp', '/var/tmp', '/dev/shm')]")
-    assert seen["result"]["executionResult"] == "[False, False, False]"
+    assert seen["result"]["executionResult"] == [False, False, False]
 
 
 def test_mnt_data_is_the_session_folder(emulator: Harness) -> None:
@@ -258,7 +258,7 @@ def test_idle_sessions_expire_and_every_call_resets_the_cooldown(small_pool: Har
         time.sleep(0.5)
         assert small_pool.request("GET", f"/files?api-version={API}&identifier={identifier}",
                                   headers=AUTH).status_code == 200
-    assert small_pool.execute(identifier, "kept").json()["result"]["executionResult"] == "1"
+    assert small_pool.execute(identifier, "kept").json()["result"]["executionResult"] == 1
     folder = small_pool.executor.find_session(identifier).folder
     live = small_pool.executor.sessions.all  # not sessions.get: it would reset the cooldown
     assert wait_until(lambda: identifier not in {s.identifier for s in live()}, 10.0)  # cooldown + reaper
@@ -285,7 +285,8 @@ def tight(tmp_path_factory: pytest.TempPathFactory, loop_thread: LoopThread, spa
 def test_cpu_limit_stops_a_runaway_interpreter(tight: Harness) -> None:
     started = time.monotonic()
     body = tight.execute(new_id(), "while True: pass", timeoutInSeconds=60).json()
-    assert time.monotonic() - started < 10
+    # Stopped by its 2 CPU seconds, well before the 60 s timeout (on a busy host 2 CPU seconds take longer).
+    assert time.monotonic() - started < 40
     assert body["status"] == "Failed" and body["error"]["error"]["code"] == "InterpreterFailed"
     assert "SIGXCPU" in body["result"]["stderr"] and "CPU time limit" in body["result"]["stderr"]
 
@@ -314,5 +315,5 @@ def test_a_busy_session_does_not_expire(small_pool: Harness) -> None:
     identifier = new_id()
     body = small_pool.execute(identifier, "import time\nvalue = 7\ntime.sleep(1.6)").json()
     assert body["status"] == "Succeeded"  # ran longer than the 1 s cooldown
-    assert small_pool.execute(identifier, "value").json()["result"]["executionResult"] == "7"
+    assert small_pool.execute(identifier, "value").json()["result"]["executionResult"] == 7
     small_pool.request("DELETE", f"/session?api-version={API}&identifier={identifier}", headers=AUTH)

@@ -25,6 +25,7 @@ from services.common.settings import (
     SettingsError,
     StoreSettings,
     TelemetrySwitches,
+    TlsSettings,
 )
 from services.registry import HOPS
 
@@ -32,10 +33,11 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 CLASSES: list[type[FllmSettings]] = [Settings, PortalSettings, AzureOpenAISettings, ContextApiSettings,
                                      DynamicSessionsAuthSettings, StoreSettings, RequestLimits, AgentSettings,
                                      TelemetrySwitches, AuthSettings, CoreApiClientSettings, CodeSessionApiSettings,
-                                     CodeExecutionSettings]
-# Read elsewhere: the code executor's own config, the lead's transport switches, the collector (compose only).
-ELSEWHERE = re.compile(r"FLLM_(CODE_(?!TIMEOUT_S|INTERPRETER_ENDPOINTS)\w+|HTTP_\w+|LOOP|OTLP_SCHEDULE_DELAY_MS"
-                       r"|TELEMETRY_COST|TRACE_SAMPLING_PERCENTAGE|SLOW_TRACE_MS|TAIL_DECISION_WAIT)")
+                                     CodeExecutionSettings, TlsSettings]
+# Read elsewhere: the collector's tail sampling (compose only), the tracing-cost benchmark's switch and the
+# browser tests' screenshot folder.
+ELSEWHERE = re.compile(r"FLLM_(TRACE_SAMPLING_PERCENTAGE|SLOW_TRACE_MS|TAIL_DECISION_WAIT|TELEMETRY_COST"
+                       r"|SCREENSHOT_DIR)$")
 
 
 @pytest.fixture(autouse=True)
@@ -62,6 +64,7 @@ def test_defaults_are_the_readmes() -> None:
                                              "portal_max_waits": 256}
     context = ContextApiSettings()
     assert (context.context_pool_timeout_s, context.context_execution_timeout_s) == (600, 220)
+    assert (context.context_max_download_files, context.context_max_download_mb) == (20, 32)
     auth = DynamicSessionsAuthSettings()
     assert (auth.dynamic_sessions_auth, auth.azure_credential, auth.dynamic_sessions_token) == ("auto", "default", None)
     assert StoreSettings().sqlite_synchronous == "FULL"

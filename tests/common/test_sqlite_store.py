@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from services.common.sqlite_store import SqliteStore, synchronous_from_env
+from services.common.sqlite_store import SqliteStore, SqliteTx, synchronous_from_env
 from services.launcher import REPO
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS t (k INTEGER PRIMARY KEY, v TEXT NOT NULL);"
@@ -54,8 +54,8 @@ def test_the_mode_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) ->
 def test_a_non_durable_write_leaves_the_store_fsyncing_the_next(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "store.db", SCHEMA, synchronous="FULL")
 
-    def mode(db: object) -> int:
-        return db.execute("PRAGMA synchronous").fetchone()[0]  # type: ignore[attr-defined]
+    async def mode(db: SqliteTx) -> int:
+        return (await db.fetchone("PRAGMA synchronous"))["synchronous"]  # type: ignore[index]
 
     async def main() -> tuple[int, int, int]:
         during = await store.transaction(mode, durable=False)

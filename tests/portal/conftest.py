@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +22,7 @@ from typing import Any
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -44,6 +46,8 @@ class FakeOperation:
     complete_at: float | None
     fail: bool
     polls: int = 0
+    content: list[dict[str, Any]] = field(default_factory=list)  # extra content items once Completed
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
 
     def done(self) -> bool:
         by_polls = self.in_progress_polls is not None and self.polls > self.in_progress_polls
@@ -63,7 +67,8 @@ class FakeOperation:
             "senderDisplayName": "code-interpreter",
             "text": text,
             "status": status,
-            "contentArtifacts": [],
+            "content": [{"type": "text", "fileName": None, "value": text}, *(self.content if done else [])],
+            "contentArtifacts": self.artifacts if done else [],
         }
         return {
             "id": self.operation_id,
@@ -87,6 +92,10 @@ class FakeCore:
     honour_wait: bool = False
     fail: bool = False
     start_failed: bool = False  # Core's 202 with a Failed operation (it could not start it)
+    content: list[dict[str, Any]] = field(default_factory=list)  # added to the completed Message
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+    files: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # served by Core's files route
+    file_requests: list[dict[str, Any]] = field(default_factory=list)
     # what was received
     submissions: list[dict[str, Any]] = field(default_factory=list)
     polls: list[dict[str, Any]] = field(default_factory=list)
@@ -95,6 +104,8 @@ class FakeCore:
     def reset(self, **behaviour: Any) -> FakeCore:
         self.in_progress_polls, self.complete_after_s, self.honour_wait = 2, None, False
         self.fail = self.start_failed = False
+        self.content, self.artifacts, self.files = [], [], {}
+        self.file_requests.clear()
         for key, value in behaviour.items():
             setattr(self, key, value)
         self.submissions.clear()
@@ -115,7 +126,8 @@ class FakeCore:
             body = await request.json()
             traceparent = request.headers.get("traceparent", "")
             baggage = request.headers.get("baggage")
-            self.submissions.append({"body": body, "traceparent": traceparent, "baggage": baggage})
+            self.submissions.append({"body": body, "traceparent": traceparent, "baggage": baggage,
+                                     "authorization": request.headers.get("authorization")})
             if (problem := denied(instance_id)) is not None:
                 return problem
             if not body.get("user_prompt") or not body.get("session_id"):
@@ -129,6 +141,8 @@ class FakeCore:
                 in_progress_polls=self.in_progress_polls,
                 complete_at=time.monotonic() + self.complete_after_s if self.complete_after_s is not None else None,
                 fail=self.fail,
+                content=list(self.content),
+                artifacts=list(self.artifacts),
             )
             self.operations[operation.operation_id] = operation
             answer = operation.body()
@@ -157,7 +171,29 @@ class FakeCore:
             operation.polls += 1
             return JSONResponse(operation.body())
 
+        @app.get("/instances/{instance_id}/files/FoundationaLLM.Context/{file_id}")
+        async def file(instance_id: str, file_id: str, request: Request) -> Response:
+            self.file_requests.append({"file_id": file_id, "authorization": request.headers.get("authorization")})
+            if (problem := denied(instance_id)) is not None:
+                return problem
+            if file_id not in self.files:
+                return JSONResponse({"detail": f"File {file_id} was not found."}, status_code=404)
+            content, media_type = self.files[file_id]
+            return Response(content, media_type=media_type)
+
         return app
+
+
+def png(width: int = 48, height: int = 24) -> bytes:
+    """A real PNG (a blue bar on white), built by hand: no imaging library needed."""
+    rows = b"".join(b"\x00" + b"".join(b"\x1f\x6f\xeb" if y > height // 3 and x < width * 2 // 3 else b"\xff\xff\xff"
+                                         for x in range(width)) for y in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 
 
 class ServerThread:

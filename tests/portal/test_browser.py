@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ import pytest
 
 from telemetry import conventions as c
 from tests.portal.browser import CHROMIUM, Browser
-from tests.portal.conftest import PROGRESS, FakeCore, answer_to, traceparent_trace_id
+from tests.portal.conftest import PROGRESS, FakeCore, answer_to, png, traceparent_trace_id
 
 REPO = Path(__file__).resolve().parents[2]
 JAEGER = "http://127.0.0.1:16686"
@@ -152,3 +153,47 @@ def test_the_page_shows_what_went_wrong(portal: Portal, browser: Browser, fake_c
     browser.wait_for("document.body.dataset.state === 'done'")
     assert browser.text_of("status") == "Failed"
     assert browser.text_of("answer") == "The code raised ZeroDivisionError"
+
+
+def test_pictures_and_files_of_the_answer_reach_the_person(portal: Portal, browser: Browser, fake_core: FakeCore,
+                                                           tmp_path: Path) -> None:
+    image, table = png(), b"a,b\n1,2\n"
+    file_url = f"{{{{fllm_base_url}}}}/instances/{fake_core.instance_id}/files/FoundationaLLM.Context/file-chart"
+    fake_core.reset(
+        in_progress_polls=0,
+        content=[{"type": "image_file", "fileName": "chart.png", "value": file_url},
+                 {"type": "image", "format": "png", "base64_data": base64.b64encode(image).decode()},
+                 {"type": "image_file", "fileName": "gone.png", "value": file_url.replace("file-chart", "file-gone")}],
+        artifacts=[{"id": "code_interpreter", "type": "File", "filepath": "file-data",
+                    "metadata": {"original_file_name": "data.csv", "content_type": "text/csv"}}],
+        files={"file-chart": (image, "image/png"), "file-data": (table, "text/csv")},
+    )
+    browser.open(portal.url + "/")
+    browser.type_into("prompt", "plot it")
+    browser.click("send")
+    browser.wait_for("document.body.dataset.state === 'done'")
+    browser.wait_for("[...document.querySelectorAll('#files img')].every(i => i.complete && i.naturalWidth)"
+                     " && document.querySelectorAll('#files img').length === 2"
+                     " && document.querySelector('#files .err') !== null")
+    assert "gone.png could not be fetched" in browser.evaluate("document.querySelector('#files .err').textContent")
+    loaded = browser.evaluate("[...document.querySelectorAll('#files img')].map(i => [i.naturalWidth, i.alt])")
+    assert loaded == [[48, "chart.png"], [48, "image result"]]  # fetched through the portal and decoded
+    links = browser.evaluate("[...document.querySelectorAll('#files a')].map(a => [a.textContent, a.href])")
+    assert links == [["⬇ data.csv", f"{portal.url}/api/files/file-data?name=data.csv"]]
+    assert sorted(r["file_id"] for r in fake_core.file_requests) == ["file-chart", "file-gone"]
+    # with the portal's own credentials, as its submissions
+    assert fake_core.file_requests[0]["authorization"] == fake_core.submissions[0]["authorization"]
+    png_shot = browser.screenshot(tmp_path / "portal-image.png")
+    assert png_shot.startswith(b"\x89PNG")
+    if target := os.environ.get("FLLM_SCREENSHOT_DIR"):
+        Path(target).mkdir(parents=True, exist_ok=True)
+        (Path(target) / "portal-image-result.png").write_bytes(png_shot)
+
+    download = httpx.get(links[0][1], timeout=10, trust_env=False)
+    assert download.status_code == 200 and download.content == table
+    assert download.headers["content-type"] == "application/octet-stream"  # never rendered by the browser
+    assert download.headers["content-disposition"].startswith("attachment;")
+    missing = httpx.get(f"{portal.url}/api/files/file-gone", timeout=10, trust_env=False)
+    assert missing.status_code == 404 and "file-gone" in missing.json()["detail"]
+    bad = httpx.get(f"{portal.url}/api/files/..%2Fetc", timeout=10, trust_env=False)
+    assert 400 <= bad.status_code < 500

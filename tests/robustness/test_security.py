@@ -78,7 +78,8 @@ def test_keys_code_prompts_outputs_and_session_ids_are_never_recorded(live: Faul
     outcome = live.run(prompt)
     assert outcome.status == "Completed", outcome.body
     assert f"cell {marker} 42" in outcome.body["result"]["text"]
-    spans = live.spans(outcome.trace_id, lambda spans: any(s.name == c.SPAN_CODE_EXECUTE for s in spans))
+    spans = live.spans(outcome.trace_id, lambda spans: any(s.name == c.SPAN_CODE_EXECUTE for s in spans) and any(
+        "codeSessions/" in str(s.attributes.get("url.full")) for s in spans))  # both batches exported
     recorded = _everything_recorded(live) + json.dumps([s.attributes for s in live.receiver.spans], default=str)
 
     assert marker not in recorded  # neither the prompt, nor the code, nor what the code printed

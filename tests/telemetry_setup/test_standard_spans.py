@@ -38,7 +38,7 @@ def spans() -> InMemorySpanExporter:
 
 def _app() -> FastAPI:
     app = FastAPI(telemetry=FASTAPI_TELEMETRY_OFF)
-    instrument_app(app)
+    instrument_app(app, untraced_prefixes=("/api/traces",))
     install_error_handlers(app)
 
     @app.get("/instances/{instance_id}/codeSessions/{session_id}/files")
@@ -65,6 +65,14 @@ def _app() -> FastAPI:
     @app.get("/status")
     async def status() -> dict[str, str]:
         return {"status": "ready"}
+
+    @app.get("/api/traces/{trace_id}")
+    async def viewer(trace_id: str) -> dict[str, str]:
+        return {"trace": trace_id}
+
+    @app.get("/operations/{operation_id}/status")
+    async def operation_status(operation_id: str) -> dict[str, str]:
+        return {"status": "InProgress"}
 
     return app
 
@@ -143,10 +151,16 @@ def test_the_identifier_query_parameter_is_hashed_on_the_server_span(server: str
     assert dict(served.attributes or {})["url.query"] == f"identifier={hashed(SESSION_ID)}"
 
 
-def test_health_checks_are_not_traced(server: str, spans: InMemorySpanExporter) -> None:
+def test_health_checks_and_untraced_prefixes_are_not_traced_but_a_route_ending_in_status_is(
+    server: str, spans: InMemorySpanExporter
+) -> None:
     spans.clear()
     _call(server, "/status")
-    assert not [s for s in _wait_for(spans, 2) if s.kind is SpanKind.SERVER]
+    _call(server, "/api/traces/abc")
+    assert not [s for s in _wait_for(spans, 4) if s.kind is SpanKind.SERVER]
+    _call(server, "/operations/op-1/status")
+    served = _one(_wait_for(spans, 6), SpanKind.SERVER)
+    assert served.name == "GET /operations/{operation_id}/status"
 
 
 def test_an_unhandled_exception_is_one_exception_event_on_the_server_span(

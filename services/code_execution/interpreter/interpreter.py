@@ -1,14 +1,16 @@
 """The exec loop of a session's interpreter: cells, captured output, results and named results.
 
 Started inside bwrap as ``python -I -S -B -c '<bootstrap>' '<json config>'`` (see ``launcher``).
-A trailing expression's ``repr`` is the result; variables named by the last statement are the named
-results (FoundationaLLM's code session API); a pandas DataFrame result is saved as CSV in /mnt/data.
+A trailing expression's value is the result (a JSON value, or its ``repr``; a displayed figure is an
+image result: see ``results``); variables named by the last statement are the named results
+(FoundationaLLM's code session API); a pandas DataFrame result is saved as CSV in /mnt/data.
 """
 
 from __future__ import annotations
 
 import ast
 import builtins
+import contextlib
 import io
 import json
 import linecache
@@ -20,6 +22,7 @@ import types
 from typing import Any
 
 from . import protocol, sandbox
+from . import results as cell_results
 
 CELL_PREFIX = "<cell-"
 RESULT_VALUE_LIMIT = 1024 * 1024
@@ -184,13 +187,17 @@ class Interpreter:
             tail = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
             if tree.body:
                 exec(compile(tree, filename, "exec"), self.namespace)
+            value = None
             if tail is not None:
                 value = eval(compile(ast.Expression(tail.value), filename, "eval"), self.namespace)
                 if value is not None:
                     self.namespace["_"] = value
-                    result = _clean(repr(value)[:max_output])
+                    result = cell_results.json_or_repr(value, max_output, _clean)
                 elif not isinstance(tail.value, ast.Call):
                     result = None  # as the service's examples: `a = None; a` -> null, `print(..)` -> ""
+            image = cell_results.displayed_figure(value)
+            if image is not None:
+                result = image
             results = named_results(names, self.namespace) if names else {}
         except SystemExit as exit_:
             if exit_.code not in (None, 0):
@@ -198,6 +205,8 @@ class Interpreter:
         except BaseException as failure:  # noqa: BLE001 - everything the code raises is its result
             status, error = "Failed", self._failure(failure, err)
         finally:
+            if status == "Failed":
+                _quietly(cell_results.close_figures)
             elapsed = time.perf_counter() - started
             sys.stdout = sys.stderr = self.sink
         return {
@@ -220,12 +229,26 @@ class Interpreter:
 
 
 
+def _quietly(action: Any) -> None:
+    with contextlib.suppress(Exception):  # the figures of a failed cell: best-effort cleanup
+        action()
+
+
+def preimport(modules: list[str]) -> None:
+    """Import the heavy data packages before a session takes this interpreter (FLLM_CODE_PREIMPORT)."""
+    for name in modules:
+        with contextlib.suppress(Exception):  # a missing package is the code's to find, not the sandbox's
+            __import__(name)
+
+
 def serve(config: dict[str, Any]) -> None:
     """Sandbox this process, then answer requests until the executor closes the pipe."""
     requests, answers, uid = sandbox.prepare(config)
     sys.path.extend(folder for folder in config.get("site_packages", []) if folder not in sys.path)
     sys.path[:] = [p for p in sys.path if p != config.get("package_parent")]  # it is all imported now
     sys.path.insert(0, "")  # as in Jupyter: modules next to the data can be imported
+    cell_results.quiet_show()
+    preimport(list(config.get("preimport", [])))
     interpreter = Interpreter()
     protocol.write_frame(answers, {"op": "ready", "pid": os.getpid(), "uid": uid})
     while (request := protocol.read_frame(requests)) is not None:

@@ -67,6 +67,9 @@ def _root_links() -> list[str]:
     return args
 
 
+_PRIVATE_MOUNTS = {"/tmp", "/dev", "/dev/shm", "/proc"}  # mounted by then, with their own modes
+
+
 def _open_parents(paths: list[str]) -> list[str]:
     """bwrap creates missing parents of a mount point 0700 (root's): after the uid drop they would hide
     what is bound below them. Make them 0755 first."""
@@ -75,7 +78,7 @@ def _open_parents(paths: list[str]) -> list[str]:
         parts = path.strip("/").split("/")[:-1]
         parents.update("/" + "/".join(parts[: depth + 1]) for depth in range(len(parts)))
     args: list[str] = []
-    for parent in sorted(parents, key=lambda p: (p.count("/"), p)):
+    for parent in sorted(parents - _PRIVATE_MOUNTS, key=lambda p: (p.count("/"), p)):
         if not os.path.islink(parent) and not any(parent == t or parent.startswith(t + "/") for t in paths):
             args += ["--perms", "0755", "--dir", parent]
     return args
@@ -90,6 +93,7 @@ class LaunchSpec:
     tmp_bytes: int = 256 * 1024 * 1024
     shm_bytes: int = 64 * 1024 * 1024
     deny_network: bool = True
+    preimport: list[str] = field(default_factory=list)  # imported before the interpreter is ready
 
 
 def bwrap_command(spec: LaunchSpec, bwrap: str = "bwrap") -> list[str]:
@@ -100,19 +104,22 @@ def bwrap_command(spec: LaunchSpec, bwrap: str = "bwrap") -> list[str]:
     args += ["--die-with-parent", "--new-session"]
     if privileged and spec.uid is None:  # no session uid to drop to: root inside, but without capabilities
         args += ["--cap-drop", "ALL"]
+    # The private /tmp first: an interpreter installed under the host's /tmp (a checkout there, say) is
+    # then bound over it, read-only, instead of being hidden by it.
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    args += ["--perms", "1777", "--size", str(spec.shm_bytes), "--tmpfs", "/dev/shm"]
+    args += ["--perms", "1777", "--size", str(spec.tmp_bytes), "--tmpfs", "/tmp"]
     read_only = read_only_paths(spec.site_packages)
     args += _open_parents([*read_only, SANDBOX_PACKAGE, MNT_DATA, "/var/tmp"])
     for path in read_only:
         args += ["--ro-bind", path, path]
     args += _root_links()
     args += ["--ro-bind", PACKAGE_DIR, SANDBOX_PACKAGE]
-    args += ["--proc", "/proc", "--dev", "/dev"]
-    args += ["--perms", "1777", "--size", str(spec.shm_bytes), "--tmpfs", "/dev/shm"]
-    args += ["--perms", "1777", "--size", str(spec.tmp_bytes), "--tmpfs", "/tmp"]
     args += ["--symlink", "/tmp", "/var/tmp"]
     args += ["--bind", spec.data_dir, MNT_DATA, "--chdir", MNT_DATA]
     config = {"uid": spec.uid if privileged else None, "limits": spec.limits, "site_packages": spec.site_packages,
-              "cwd": MNT_DATA, "env": CHILD_ENV, "package_parent": os.path.dirname(SANDBOX_PACKAGE)}
+              "cwd": MNT_DATA, "env": CHILD_ENV, "package_parent": os.path.dirname(SANDBOX_PACKAGE),
+              "preimport": spec.preimport}
     bootstrap = BOOTSTRAP.format(where=os.path.dirname(SANDBOX_PACKAGE), package=os.path.basename(SANDBOX_PACKAGE))
     return [*args, python_executable(), "-I", "-S", "-B", "-c", bootstrap, json.dumps(config)]
 
@@ -121,7 +128,7 @@ def direct_command(spec: LaunchSpec) -> list[str]:
     """No bwrap on this host: the interpreter alone, with its rlimits and uid (reported as unsandboxed)."""
     config = {"uid": spec.uid if os.geteuid() == 0 else None, "limits": spec.limits,
               "site_packages": spec.site_packages, "cwd": spec.data_dir, "env": CHILD_ENV,
-              "package_parent": os.path.dirname(PACKAGE_DIR)}
+              "package_parent": os.path.dirname(PACKAGE_DIR), "preimport": spec.preimport}
     package = os.path.basename(PACKAGE_DIR)
     bootstrap = BOOTSTRAP.format(where=os.path.dirname(PACKAGE_DIR), package=package)
     return [python_executable(), "-I", "-S", "-B", "-c", bootstrap, json.dumps(config)]

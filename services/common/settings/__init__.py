@@ -25,6 +25,7 @@ from services.common.settings.components import (
     parse_endpoints,
 )
 from services.common.settings.process import AgentSettings, RequestLimits, StoreSettings, TelemetrySwitches
+from services.common.settings.tls import TlsSettings
 
 __all__ = [
     "API_KEY_ENV",
@@ -45,6 +46,7 @@ __all__ = [
     "SettingsError",
     "StoreSettings",
     "TelemetrySwitches",
+    "TlsSettings",
     "parse_endpoints",
     "service_name",
     "url_env",

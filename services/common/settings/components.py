@@ -72,6 +72,9 @@ class ContextApiSettings(FllmSettings):
         None, validation_alias="CONTEXTAPI_CODEEXECUTION_CUSTOMCONTAINER")
     context_pool_timeout_s: PositiveFloat = 600.0  # Context API -> code session pool, as the original's HttpClient
     context_execution_timeout_s: Annotated[int, Field(gt=0)] = MAX_EXECUTION_TIMEOUT_S
+    # What one downloadFiles may copy out of a session into the data dir (files past it are named in errors).
+    context_max_download_files: PositiveInt = 20
+    context_max_download_mb: PositiveInt = 32
 
     @field_validator("code_interpreter_endpoints", "custom_container_endpoints", mode="before")
     @classmethod

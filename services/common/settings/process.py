@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, PositiveInt
+from pydantic import BeforeValidator, Field, PositiveInt, field_validator
 
 from services.common.settings.base import FllmSettings, lower, upper
 from services.common.settings.chain import DEFAULT_INSTANCE_ID
@@ -14,6 +14,15 @@ from services.common.settings.chain import DEFAULT_INSTANCE_ID
 class StoreSettings(FllmSettings):
     # FULL: an fsync per commit; NORMAL: commits survive a killed process, not a power loss.
     sqlite_synchronous: Annotated[Literal["NORMAL", "FULL", "EXTRA"], BeforeValidator(upper)] = "FULL"
+    # FLLM_DATABASE_URL: PostgreSQL for the State, Context and Core stores (replicas share it); unset: SQLite
+    database_url: Annotated[str | None, BeforeValidator(lambda url: url or None)] = None
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL")
+        return url
 
 
 class RequestLimits(FllmSettings):

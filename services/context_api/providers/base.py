@@ -44,6 +44,14 @@ class SessionFile:
         return self.path.count("/")
 
 
+class DownloadTooLargeError(Exception):
+    """A session file's body went past what the download may still copy."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"{size} bytes or more")
+        self.size = size
+
+
 class ProviderError(HopError):
     """The pool failed; ``answer_status`` is what the Context API answers (502, 504 on a timeout)."""
 
@@ -90,8 +98,9 @@ class PoolClient:
         return {**params, "identifier": target.session_id, **extra}
 
     async def send(self, method: str, target: SessionTarget, path: str, step: str, *,
-                   query: dict[str, str] | None = None, **kwargs: Any) -> Answer:
-        """``path`` is already URL-encoded; ``step`` names the call in errors (no secrets in it)."""
+                   query: dict[str, str] | None = None, stream: bool = False, **kwargs: Any) -> Answer:
+        """``path`` is already URL-encoded; ``step`` names the call in errors (no secrets in it). With
+        ``stream`` the body is left unread (but for a 5xx): the caller reads it and closes the answer."""
         params = self._params(target, **(query or {}))
         headers: dict[str, str] = {}
         try:
@@ -102,16 +111,44 @@ class PoolClient:
                                502) from error
         url = f"{target.endpoint}{path}"  # telemetry hashes the identifier on the client span's url.full
         try:
-            response = await self.http.request(method, url, params=params, headers=headers, **kwargs)
+            request = self.http.build_request(method, url, params=params, headers=headers, **kwargs)
+            response = await self.http.send(request, stream=stream)
+            if stream and response.status_code >= 500:
+                await response.aread()
         except httpx.TransportError as error:
-            if timed_out(error):
-                raise self._failed(f"did not answer {step} in time ({type(error).__name__})", 504) from error
-            reason = error.__cause__ or error
-            raise self._failed(f"could not be reached for {step} ({type(reason).__name__}: {reason})", 502) from error
+            raise self._transport_failed(error, step) from error
         if response.status_code >= 500:
             raise self._failed(f"answered {response.status_code} to {step}: {error_text(response)}", 502,
                                response.status_code)
         return response
+
+    async def read_bounded(self, method: str, target: SessionTarget, path: str, step: str, max_bytes: int,
+                           **kwargs: Any) -> bytes | None:
+        """The body of a 2xx (None otherwise), read no further than ``max_bytes``: past it, DownloadTooLarge."""
+        response = await self.send(method, target, path, step, stream=True, **kwargs)
+        try:
+            if not response.is_success:
+                return None
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > max_bytes:
+                raise DownloadTooLargeError(int(declared))
+            chunks, size = [], 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise DownloadTooLargeError(size)
+                chunks.append(chunk)
+            return b"".join(chunks)
+        except httpx.TransportError as error:
+            raise self._transport_failed(error, step) from error
+        finally:
+            await response.aclose()
+
+    def _transport_failed(self, error: httpx.TransportError, step: str) -> ProviderError:
+        if timed_out(error):
+            return self._failed(f"did not answer {step} in time ({type(error).__name__})", 504)
+        reason = error.__cause__ or error
+        return self._failed(f"could not be reached for {step} ({type(reason).__name__}: {reason})", 502)
 
     def _failed(self, reason: str, answer_status: int, status_code: int | None = None) -> ProviderError:
         # Recorded by the step's hop_span and on the server span by the error handler, not here (once each).
@@ -167,7 +204,8 @@ class PoolClient:
     async def upload_file(self, target: SessionTarget, name: str, content: bytes, content_type: str) -> bool:
         raise NotImplementedError
 
-    async def download_file(self, target: SessionTarget, file: SessionFile) -> bytes | None:
+    async def download_file(self, target: SessionTarget, file: SessionFile, max_bytes: int) -> bytes | None:
+        """The file's bytes, None when the pool refused; DownloadTooLargeError past ``max_bytes``."""
         raise NotImplementedError
 
     async def execute(self, target: SessionTarget, code: str, timeout_s: int) -> CodeExecutionResult:

@@ -1,5 +1,6 @@
 """``AzureContainerAppsCodeInterpreter``: a Dynamic Sessions code-interpreter pool, api-version
-2024-10-02-preview (``/files``, ``/files/{name}/content``, ``/executions``)."""
+2024-10-02-preview (``/files``, ``/files/{name}/content``, ``/executions``), and ``DELETE /session`` at
+2025-10-02-preview (the version the reference clients delete sessions with)."""
 
 from __future__ import annotations
 
@@ -25,9 +26,19 @@ def as_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+DELETE_SESSION_API_VERSION = "2025-10-02-preview"
+
+
 class CodeInterpreterProvider(PoolClient):
     name = CODE_INTERPRETER
     hop = c.DYNAMIC_SESSIONS
+
+    async def delete_session(self, target: SessionTarget) -> None:
+        """Release the session (its interpreter and files) back to the pool; already gone counts as done."""
+        response = await self.send("DELETE", target, "/session", "DELETE /session",
+                                   query={"api-version": DELETE_SESSION_API_VERSION})
+        if response.status_code not in (200, 202, 204, 404):
+            raise self.unexpected(response, "DELETE /session")
 
     async def delete_files(self, target: SessionTarget) -> None:
         # Deepest first, so a directory is empty when its turn comes.
@@ -44,10 +55,9 @@ class CodeInterpreterProvider(PoolClient):
             log.warning("%s refused an upload: %s", self.name, response.status_code)
         return response.is_success
 
-    async def download_file(self, target: SessionTarget, file: SessionFile) -> bytes | None:
-        response = await self.send("GET", target, f"/files/{quote(file.name)}/content",
-                                   "GET /files/{name}/content", query={"path": file.parent_path})
-        return response.content if response.is_success else None
+    async def download_file(self, target: SessionTarget, file: SessionFile, max_bytes: int) -> bytes | None:
+        return await self.read_bounded("GET", target, f"/files/{quote(file.name)}/content",
+                                       "GET /files/{name}/content", max_bytes, query={"path": file.parent_path})
 
     async def execute(self, target: SessionTarget, code: str, timeout_s: int) -> CodeExecutionResult:
         body = {"codeInputType": "Inline", "executionType": "Synchronous", "code": code,

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx
+
 from services.context_api.config import CUSTOM_CONTAINER
 from services.context_api.models import CodeExecutionResult
 from services.context_api.providers.base import (
@@ -17,6 +19,8 @@ from services.context_api.providers.base import (
     log,
 )
 from telemetry import conventions as c
+
+EXECUTE_GRACE_S = 30.0
 
 
 class CustomContainerProvider(PoolClient):
@@ -35,14 +39,17 @@ class CustomContainerProvider(PoolClient):
             log.warning("%s refused an upload: %s", self.name, response.status_code)
         return response.is_success
 
-    async def download_file(self, target: SessionTarget, file: SessionFile) -> bytes | None:
+    async def download_file(self, target: SessionTarget, file: SessionFile, max_bytes: int) -> bytes | None:
         # Unlike the original, the file's folder is sent too: files in sub-folders can be downloaded.
-        response = await self.send("POST", target, "/files/download", "POST /files/download",
-                                   json={"file_name": file.path.lstrip("/")})
-        return response.content if response.is_success else None
+        return await self.read_bounded("POST", target, "/files/download", "POST /files/download", max_bytes,
+                                       json={"file_name": file.path.lstrip("/")})
 
     async def execute(self, target: SessionTarget, code: str, timeout_s: int) -> CodeExecutionResult:
-        response = await self.send("POST", target, "/code/execute", "POST /code/execute", json={"code": code})
+        # The timeout travels in the body (this project's Code Session API kills the execution at it); the
+        # HTTP wait ends a little later, for a container that ignores the field (the original image).
+        body = {"code": code, "timeout_seconds": timeout_s}
+        wait = httpx.Timeout(timeout_s + EXECUTE_GRACE_S, connect=min(timeout_s + EXECUTE_GRACE_S, 10.0))
+        response = await self.send("POST", target, "/code/execute", "POST /code/execute", json=body, timeout=wait)
         body = self.json_of(response, "POST /code/execute") if response.content else None
         detail = body.get("detail") if isinstance(body, dict) else None
         if not isinstance(detail, dict):
