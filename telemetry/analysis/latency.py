@@ -54,6 +54,9 @@ class Section:
     end_ns: int
 
 
+AWAIT_SLACK_NS = 20_000_000
+
+
 def awaited_background(trace: Trace) -> dict[str, list[Span]]:
     """Background work, moved under the span that waited for it.
 
@@ -71,8 +74,12 @@ def awaited_background(trace: Trace) -> dict[str, list[Span]]:
             continue
         excluded = {span.span_id, *(d.span_id for d in trace.descendants(span)),
                     *(a.span_id for a in trace.ancestors(span))}
-        waiting = [w for w in trace.spans if w.span_id not in excluded
-                   and w.start_ns < span.end_ns <= w.end_ns]
+        others = [w for w in trace.spans if w.span_id not in excluded and w.start_ns < span.end_ns]
+        waiting = [w for w in others if span.end_ns <= w.end_ns]
+        if not waiting:
+            # The waiter sees the end (the stored status) a moment before the background span closes: its
+            # last write's answer is still on the way back to it.
+            waiting = [w for w in others if span.start_ns < w.end_ns and span.end_ns - w.end_ns <= AWAIT_SLACK_NS]
         if waiting:
             moved.setdefault(min(waiting, key=lambda w: w.duration_ns).span_id, []).append(span)
     return moved

@@ -198,3 +198,18 @@ def test_analysis_aggregates_hops_phases_and_critical_shares_over_traces() -> No
     assert phases["execution"]["share"] == round(5500 / 10250, 4)
     assert analysis.execution_durations() == [100.0 * i for i in range(1, 11)]
     assert list(analysis.interpreter_ms) == [100.0 * i - 20 for i in range(1, 11)]
+
+
+def test_background_work_that_closes_just_after_the_client_saw_its_end_is_still_what_the_wait_waited_for() -> None:
+    # The status write's answer is still on its way back to the workflow when the client sees Completed:
+    # the workflow span closes 1 ms after the wait.
+    b = TraceBuilder()
+    root = b.span(c.PORTAL, c.SPAN_PORTAL_SUBMIT, 0, 100)
+    post = b.span(c.PORTAL, "POST", 1, 8, root, "CLIENT")
+    server = b.server(c.LANGCHAIN_API, "POST", c.ROUTE_ASYNC_COMPLETIONS, 2, 7, post)
+    flow = b.span(c.LANGCHAIN_API, c.SPAN_LANGCHAIN_WORKFLOW, 6, 91, server)
+    b.span(c.DYNAMIC_SESSIONS, c.SPAN_CODE_EXECUTE, 20, 80, flow)
+    b.span(c.PORTAL, c.SPAN_PORTAL_WAIT, 9, 90, root)
+    names = {s.span_id: s.name for s in b.trace().spans}
+    on_path = {names[s.span_id] for s in critical_path(b.trace())}
+    assert c.SPAN_CODE_EXECUTE in on_path and c.SPAN_LANGCHAIN_WORKFLOW in on_path
