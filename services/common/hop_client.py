@@ -9,7 +9,6 @@ span); spans it passes through on its way up are only marked failed.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Any
 
@@ -22,21 +21,10 @@ from services.common.models import UnifiedUserIdentity
 from telemetry.context import record_failure
 from telemetry.http_client import redact_session_ids
 
-HopResponse = httpx.Response
-
 
 def redact(path: str) -> str:
     """Code session ids (secrets) hashed, for error messages; telemetry does the same to span URLs."""
     return redact_session_ids(path)
-
-
-def timed_out(error: httpx.TransportError) -> bool:
-    """Whether a transport failure was a timeout. httpx-aiohttp reports a refused connection as a
-    ConnectTimeout; the aiohttp exception it wraps says what happened."""
-    cause = error.__cause__
-    if cause is not None and type(cause).__module__.startswith("aiohttp"):
-        return isinstance(cause, asyncio.TimeoutError)
-    return isinstance(error, httpx.TimeoutException)
 
 
 def callee_failed_hop(response: httpx.Response) -> str | None:
@@ -92,11 +80,10 @@ class HopClient:
                 method, self._base + path, json=json, params=params, headers=request_headers,
                 timeout=timeout or self._timeout_s,
             )
+        except httpx.TimeoutException as error:
+            raise self._failed(f"did not answer {method} {shown} in time ({type(error).__name__})") from error
         except httpx.TransportError as error:
-            if timed_out(error):
-                raise self._failed(f"did not answer {method} {shown} in time ({type(error).__name__})") from error
-            reason = error.__cause__ or error
-            raise self._failed(f"could not be reached ({type(reason).__name__}: {reason})") from error
+            raise self._failed(f"could not be reached ({type(error).__name__}: {error})") from error
         if response.status_code >= 500:
             raise self._answered(response, method, shown)
         return response

@@ -12,6 +12,7 @@ import asyncio
 import ssl
 import weakref
 
+import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
@@ -21,6 +22,31 @@ from telemetry.http_client import instrument_client
 
 LIMITS = httpx.Limits(max_connections=500, max_keepalive_connections=100, keepalive_expiry=2.0)
 _shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+
+
+class _AiohttpErrors(httpx.AsyncBaseTransport):
+    """httpx-aiohttp's exception map keeps its first match, so every aiohttp connection error (a refused
+    connection, a reset) reaches httpx as a ConnectTimeout. This puts httpx's own type back, below the
+    instrumentation, so the CLIENT span's ``error.type`` and every caller see what happened."""
+
+    def __init__(self, inner: AiohttpTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return await self._inner.handle_async_request(request)
+        except httpx.TimeoutException as error:
+            cause = error.__cause__
+            if not isinstance(cause, aiohttp.ClientConnectionError) or isinstance(cause, asyncio.TimeoutError):
+                raise
+            if isinstance(cause, aiohttp.ClientConnectorError):
+                raise httpx.ConnectError(str(cause), request=request) from cause
+            if isinstance(cause, aiohttp.ServerDisconnectedError):
+                raise httpx.RemoteProtocolError(str(cause), request=request) from cause
+            raise httpx.ReadError(str(cause), request=request) from cause
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 def new_client(*, timeout: httpx.Timeout | float = 30.0, limits: httpx.Limits = LIMITS,
@@ -33,7 +59,7 @@ def new_client(*, timeout: httpx.Timeout | float = 30.0, limits: httpx.Limits = 
     transport: httpx.AsyncBaseTransport
     verify = outgoing_verify() if verify is None else verify
     if TelemetrySwitches().http_transport == "aiohttp":
-        transport = AiohttpTransport(verify=verify, limits=limits, trust_env=False)
+        transport = _AiohttpErrors(AiohttpTransport(verify=verify, limits=limits, trust_env=False))
     else:
         transport = httpx.AsyncHTTPTransport(verify=verify, limits=limits, trust_env=False)
     client = httpx.AsyncClient(transport=transport, timeout=timeout, headers=headers, trust_env=False)

@@ -36,7 +36,6 @@ from opentelemetry.propagate import inject
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode
 
 from services.auth.client_tokens import BearerSource
-from services.common.hop_client import timed_out
 from services.common.http import new_client
 from services.portal.errors import CoreApiError, CoreUnavailableError, OperationTimeoutError, failed_response
 from services.portal.operation import AdaptiveInterval, OperationView, view_of
@@ -365,12 +364,11 @@ class PortalClient:
         token = context.attach(ctx)  # the instrumented client parents its CLIENT span on the current context
         try:
             response = await self._http.request(method, url, headers=headers, timeout=request_timeout, **kwargs)
+        except httpx.TimeoutException as error:
+            raise CoreUnavailableError(f"did not answer {method} {url} in time ({type(error).__name__})") from error
         except httpx.TransportError as error:
-            if timed_out(error):
-                raise CoreUnavailableError(f"did not answer {method} {url} in time ({type(error).__name__})") from error
-            reason = error.__cause__ or error
             raise CoreUnavailableError(
-                f"could not be reached at {self.core_url} ({type(reason).__name__}: {reason})"
+                f"could not be reached at {self.core_url} ({type(error).__name__}: {error})"
             ) from error
         finally:
             context.detach(token)

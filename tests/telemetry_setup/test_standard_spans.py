@@ -200,6 +200,7 @@ def test_a_refused_connection_is_a_hop_that_could_not_be_reached(spans: InMemory
     assert "could not be reached" in error.reason
     client = _one(_wait_for(spans, 2), SpanKind.CLIENT)
     assert client.status.status_code is StatusCode.ERROR
+    assert dict(client.attributes or {})["error.type"] == "ConnectError"  # refused, not a timeout
     assert client.instrumentation_scope is not None and client.instrumentation_scope.name == HTTPX_SCOPE
 
 

@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 
 from services.common.errors import HopError
-from services.common.hop_client import timed_out
 from services.context_api.models import CodeExecutionResult
 from services.context_api.providers.tokens import TokenSource
 
@@ -145,10 +144,9 @@ class PoolClient:
             await response.aclose()
 
     def _transport_failed(self, error: httpx.TransportError, step: str) -> ProviderError:
-        if timed_out(error):
+        if isinstance(error, httpx.TimeoutException):
             return self._failed(f"did not answer {step} in time ({type(error).__name__})", 504)
-        reason = error.__cause__ or error
-        return self._failed(f"could not be reached for {step} ({type(reason).__name__}: {reason})", 502)
+        return self._failed(f"could not be reached for {step} ({type(error).__name__}: {error})", 502)
 
     def _failed(self, reason: str, answer_status: int, status_code: int | None = None) -> ProviderError:
         # Recorded by the step's hop_span and on the server span by the error handler, not here (once each).
