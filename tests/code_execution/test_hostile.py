@@ -20,6 +20,7 @@ from services.code_execution import ExecutionSpec, Executor, SandboxLimits
 from services.code_execution.config import MIB
 from services.code_execution.sessions import Session
 from tests.code_execution.conftest import API, AUTH, Harness, LoopThread, make_config, settings_for
+from tests.hostile_code import FORK_BOMB, memory_bomb
 from tests.wait import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -186,16 +187,7 @@ def test_a_setsid_daemon_counts_against_the_session_and_dies_with_it(hostile: Ha
 
 def test_a_fork_bomb_hits_the_process_limit(hostile: Harness) -> None:
     identifier = new_id()
-    code = (
-        "import os, json, signal\nchildren, outcome = [], 'unlimited'\n"
-        "try:\n    for _ in range(500):\n        pid = os.fork()\n"
-        "        if pid == 0:\n            signal.pause()\n            os._exit(0)\n"
-        "        children.append(pid)\n"
-        "except OSError as e:\n    outcome = type(e).__name__\n"
-        "for pid in children:\n    os.kill(pid, 9)\n    os.waitpid(pid, 0)\n"
-        "print(json.dumps([len(children), outcome]))"
-    )
-    count, outcome = value(hostile, identifier, code)  # type: ignore[misc]
+    count, outcome = value(hostile, identifier, FORK_BOMB)  # type: ignore[misc]
     assert outcome == "BlockingIOError" and count < LIMITS.processes
     assert value(hostile, identifier, "print(2)") == 2  # the session survives its bomb
     delete(hostile, identifier)
@@ -203,15 +195,7 @@ def test_a_fork_bomb_hits_the_process_limit(hostile: Harness) -> None:
 
 def test_a_memory_bomb_of_children_stays_within_the_session_limit(hostile: Harness) -> None:
     identifier = new_id()
-    code = (
-        "import os, json\nchildren = []\n"
-        "for _ in range(3):\n    pid = os.fork()\n"
-        "    if pid == 0:\n        block = bytearray(b'x') * (900 * 1024 * 1024)\n        os._exit(0)\n"
-        "    children.append(pid)\n"
-        "codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]\n"
-        "print(json.dumps(codes))"
-    )
-    body = run(hostile, identifier, code)
+    body = run(hostile, identifier, memory_bomb(children=3, megabytes=900))
     session = session_of(hostile, identifier)
     peak = session.slot.cgroup.peak_memory() if session.slot.cgroup else None
     if body["status"] == "Succeeded":

@@ -6,12 +6,13 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from services.code_execution import SandboxLimits
 from tests.code_execution.conftest import API, AUTH, Harness, LoopThread, make_config, settings_for
+from tests.wait import wait_until
 
 
 def new_id() -> str:
@@ -25,15 +26,6 @@ def running(pid: int) -> bool:
             return not any(line.startswith("State:") and "Z" in line for line in status)
     except FileNotFoundError:
         return False
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def session_processes(uid: int | None) -> list[int]:
@@ -218,9 +210,11 @@ def test_deleting_a_session_stops_its_running_execution(emulator: Harness) -> No
     started = time.monotonic()
     deleted = emulator.request("DELETE", f"/session?api-version={API}&identifier={identifier}", headers=AUTH)
     assert deleted.status_code == 204 and time.monotonic() - started < 3
-    assert wait_until(lambda: not running(pid), 5.0) and not session.folder.exists()
+    wait_until(lambda: not running(pid), "the interpreter to end", 5.0)
+    assert not session.folder.exists()
     record = emulator.executor.find_execution(session, submitted.json()["id"])
-    assert record is not None and wait_until(lambda: record.status == "Failed", 5.0)
+    assert record is not None
+    wait_until(lambda: record.status == "Failed", "the execution to be failed", 5.0)
 
 
 @pytest.fixture(scope="module")
@@ -261,8 +255,8 @@ def test_idle_sessions_expire_and_every_call_resets_the_cooldown(small_pool: Har
     assert small_pool.execute(identifier, "kept").json()["result"]["executionResult"] == 1
     folder = small_pool.executor.find_session(identifier).folder
     live = small_pool.executor.sessions.all  # not sessions.get: it would reset the cooldown
-    assert wait_until(lambda: identifier not in {s.identifier for s in live()}, 10.0)  # cooldown + reaper
-    assert wait_until(lambda: not folder.exists(), 5.0)
+    wait_until(lambda: identifier not in {s.identifier for s in live()}, "the reaper to end the session", 10.0)
+    wait_until(lambda: not folder.exists(), "the session's folder to go", 5.0)
     expired = small_pool.execute(identifier, "kept").json()  # a new session of the same identifier
     assert "NameError" in expired["result"]["stderr"]
     results = [span.attributes["code_session.acquire.result"] for span in span_exporter.get_finished_spans()

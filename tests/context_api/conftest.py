@@ -86,11 +86,10 @@ def closed_port_url() -> str:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def span_exporter() -> Iterator[InMemorySpanExporter]:
-    """Spans of the in-process Context API (telemetry is configured once per process, files off)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FLLM_TELEMETRY_FILE", "off")
-        yield capture_spans("context_api")
+def span_exporter() -> InMemorySpanExporter:
+    """Spans of the in-process Context API (telemetry is configured once per process, files off: see
+    capture_spans; no variable is left set for the chains later tests start)."""
+    return capture_spans("context_api")
 
 
 def spans_named(exporter: InMemorySpanExporter, name: str) -> list[ReadableSpan]:

@@ -8,7 +8,6 @@ import asyncio
 import base64
 import json
 import logging
-import socket
 import time
 from collections.abc import Iterator
 
@@ -26,6 +25,7 @@ from services.langchain_api.code_interpreter import SPAN_RELEASE_SESSION, CodeIn
 from telemetry import conventions as c
 from tests.chain.conftest import CODE_PROMPT, LiveChain, start_chain
 from tests.chain.spans import ancestors, assert_one_connected_tree, one
+from tests.context_api.conftest import closed_port_url
 from tests.in_process_spans import capture_spans
 from tests.otlp_receiver import OtlpReceiver
 
@@ -106,14 +106,6 @@ def test_a_displayed_figure_reaches_the_completion_content_as_an_image(live: Liv
     # The model (and the analysis results) got the result without its pixels.
     [analysis] = result["analysis_results"]
     assert '"type": "image"' in analysis["tool_output"] and "base64_data" not in analysis["tool_output"]
-
-
-def closed_port_url() -> str:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return f"http://127.0.0.1:{port}"
 
 
 def tool_against(url: str, provider: str = "AzureContainerAppsCodeInterpreter") -> CodeInterpreterTool:

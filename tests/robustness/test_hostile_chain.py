@@ -26,6 +26,7 @@ import pytest
 
 from services.launcher import REPO
 from tests.faults.harness import FaultChain, Outcome, start_fault_chain, stop_fault_chain
+from tests.hostile_code import FORK_BOMB, memory_bomb
 from tests.otlp_receiver import OtlpReceiver
 from tests.wait import wait_until
 
@@ -212,22 +213,7 @@ def test_daemons_are_killed_when_their_session_ends(hostile: FaultChain) -> None
     assert time.monotonic() - started < COOLDOWN_S + 15
 
 
-FORK_BOMB = (
-    "import os, json, signal\nchildren, outcome = [], 'unlimited'\n"
-    "try:\n    for _ in range(500):\n        pid = os.fork()\n"
-    "        if pid == 0:\n            signal.pause()\n            os._exit(0)\n"
-    "        children.append(pid)\n"
-    "except OSError as e:\n    outcome = type(e).__name__\n"
-    "for pid in children:\n    os.kill(pid, 9)\n    os.waitpid(pid, 0)\n"
-    "print(json.dumps([len(children), outcome]))"
-)
-MEMORY_BOMB = (
-    "import os, json\nchildren = []\n"
-    "for _ in range(2):\n    pid = os.fork()\n"
-    "    if pid == 0:\n        block = bytearray(b'x') * (600 * 1024 * 1024)\n        os._exit(0)\n"
-    "    children.append(pid)\n"
-    "print(json.dumps([os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]))"
-)
+MEMORY_BOMB = memory_bomb(children=2, megabytes=600)
 
 
 @both

@@ -1,0 +1,25 @@
+"""Attacks the hostile-code suites send as a session's code, shared by the executor's and the chain's suite."""
+
+from __future__ import annotations
+
+# Forks until the process limit stops it; prints [children forked, what stopped it].
+FORK_BOMB = (
+    "import os, json, signal\nchildren, outcome = [], 'unlimited'\n"
+    "try:\n    for _ in range(500):\n        pid = os.fork()\n"
+    "        if pid == 0:\n            signal.pause()\n            os._exit(0)\n"
+    "        children.append(pid)\n"
+    "except OSError as e:\n    outcome = type(e).__name__\n"
+    "for pid in children:\n    os.kill(pid, 9)\n    os.waitpid(pid, 0)\n"
+    "print(json.dumps([len(children), outcome]))"
+)
+
+
+def memory_bomb(children: int, megabytes: int) -> str:
+    """``children`` processes each filling ``megabytes``; prints their exit codes (-9: OOM-killed)."""
+    return (
+        "import os, json\nchildren = []\n"
+        f"for _ in range({children}):\n    pid = os.fork()\n"
+        f"    if pid == 0:\n        block = bytearray(b'x') * ({megabytes} * 1024 * 1024)\n        os._exit(0)\n"
+        "    children.append(pid)\n"
+        "print(json.dumps([os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]))"
+    )
