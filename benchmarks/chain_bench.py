@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from services.auth.client_tokens import bearer_source
+from services.code_execution.cgroups import CgroupLimits
+from services.code_execution.sessions import SessionManager
 from services.common.settings import DEFAULT_INSTANCE_ID
 from services.launcher import REPO, Chain
 from services.portal.client import PortalClient
@@ -246,6 +248,13 @@ def side_by_side(data_dir: Path, otlp_endpoint: str, env: dict[str, str] | None 
     finally:
         for side in sides:
             side.chain.stop()
+            unmount_sessions(side.chain)
+
+
+def unmount_sessions(chain: Chain) -> None:
+    """Session tmpfs a code service left mounted: one still stopping when its chain gave up waiting (its next
+    start would unmount them) would keep this run's folder from being removed."""
+    SessionManager(chain.data_dir / "sessions", 1, 1.0, None, CgroupLimits(0, 0, 0), 0).unmount_all()
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

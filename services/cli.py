@@ -25,7 +25,7 @@ from pathlib import Path
 
 from services.auth.client_tokens import BearerSource, bearer_source
 from services.common.deployment_secrets import secrets_path
-from services.common.settings import PortalSettings, Settings, service_name
+from services.common.settings import PortalSettings, Settings, deployed_name
 from services.launcher import Chain, ChainError
 
 DEMO_PROMPT = """Which squares add up to the total below?
@@ -53,7 +53,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     chain.supervise(lambda line: print(f"callstack up: {line}", file=sys.stderr, flush=True))
     try:
         for package, service in chain.services.items():
-            print(f"{service_name(package):18} {service.url}")
+            print(f"{deployed_name(package):18} {service.url}")
         print(f"\nportal: {chain.url('portal')}/   traces: {chain.data_dir / 'traces.jsonl'}")
         print(f"secrets: {secrets_path(chain.data_dir)} (0600; keys set in the environment are used instead)\n"
               f"Core API bearer token: callstack token --data-dir {chain.data_dir}")

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from services.common.deployment_secrets import deployment_secrets
-from services.common.settings import SERVICE_PORTS, TlsSettings, service_name, url_env
+from services.common.settings import SERVICE_PORTS, TlsSettings, deployed_name, url_env
 from services.common.tls import LocalTls, client_context, ensure_local_tls
 from services.registry import START_ORDER  # callees before callers
 
@@ -51,7 +51,7 @@ class ServiceProcess:
 
     @property
     def name(self) -> str:
-        return service_name(self.package)
+        return deployed_name(self.package)
 
 
 @dataclass
@@ -119,11 +119,11 @@ class Chain:
             sock.bind(("127.0.0.1", port))
         except OSError as error:
             sock.close()
-            raise ChainError(f"{service_name(package)} cannot listen on 127.0.0.1:{port}: {error.strerror}") from error
+            raise ChainError(f"{deployed_name(package)} cannot listen on 127.0.0.1:{port}: {error.strerror}") from error
         sock.listen(512)
         scheme = "https" if self.tls and package in TLS_PACKAGES else "http"
         url = f"{scheme}://127.0.0.1:{sock.getsockname()[1]}"
-        return ServiceProcess(package, url, self.data_dir / "logs" / f"{service_name(package)}.log", sock)
+        return ServiceProcess(package, url, self.data_dir / "logs" / f"{deployed_name(package)}.log", sock)
 
     def _spawn(self, service: ServiceProcess) -> None:
         if service.sock is None:  # started again: listen on its port again
@@ -159,7 +159,7 @@ class Chain:
                     except httpx.HTTPError:
                         pass
                 if waiting and time.monotonic() > deadline:
-                    names = ", ".join(service_name(p) for p in waiting)
+                    names = ", ".join(deployed_name(p) for p in waiting)
                     raise ChainError(f"not healthy after {timeout_s:.0f} s: {names}")
                 if waiting:
                     time.sleep(0.05)

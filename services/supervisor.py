@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from services.common.settings import service_name
+from services.common.settings import deployed_name
 from services.launcher import ChainError
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ class Supervisor:
                     self._restart(package, process.returncode)
 
     def _restart(self, package: str, returncode: int) -> None:
-        name, now = service_name(package), time.monotonic()
+        name, now = deployed_name(package), time.monotonic()
         recent = [at for at in self.restarts.get(package, []) if now - at < self.window_s]
         if len(recent) >= self.max_restarts:
             self.given_up.add(package)

@@ -5,28 +5,35 @@ agree. HTTP spans follow the stable HTTP semantic conventions (OTEL_SEMCONV_STAB
 server spans are named ``{method} {route}`` (``POST /instances/{instanceId}/async-completions``),
 client spans by the method alone (``POST``).
 
-The shape of one completion's trace (service: span):
+The shape of one completion's trace (service.name: span; FoundationaLLM's service names, services/registry.py):
 
-    portal: portal.submit                       root; from the click to the client seeing the end
-      portal: POST                              CLIENT, the submission
-        core-api: POST /instances/{instanceId}/async-completions
-          [gatekeeper-api: POST ... -> gatekeeper.check_prompt]
-          orchestration-api: POST /instances/{instanceId}/async-completions
+    UserPortal: portal.submit                   root; from the click to the client seeing the end
+      UserPortal: POST                          CLIENT, the submission
+        CoreAPI: POST /instances/{instanceId}/async-completions
+          [GatekeeperAPI: POST ... -> gatekeeper.check_prompt]
+          OrchestrationAPI: POST /instances/{instanceId}/async-completions
             orchestration.build                 agent + tools + code sessions
-              context-api: POST /instances/{instanceId}/codeSessions
-            state-api: POST /instances/{instanceId}/operations/{operationId}
-            langchain-api: POST /instances/{instanceId}/async-completions   (202)
-              state-api: PUT  .../operations/{operationId}                  (InProgress)
-              langchain.workflow                background; child of the submission
-                chat {model}
-                execute_tool code_interpreter   the tool call: gen_ai.tool.name, .call.id, .type
-                  context-api: POST /instances/{instanceId}/codeSessions/{sessionId}/executeCode
-                    dynamic-sessions: POST /executions   (or code-session-api: POST /code/execute)
-                      code_session.acquire      warm pool hit / cold start / existing session
-                      code.execute              the interpreter run
-                langchain.write_result
-                  state-api: POST .../result, then PUT .../operations/{operationId} (Completed)
-      portal: portal.wait_for_result            from the 202 to the client seeing the end
+              ContextAPI: POST /instances/{instanceId}/codeSessions
+            StateAPI: POST /instances/{instanceId}/operations/{operationId}
+            LangChainAPI: POST /instances/{instanceId}/async-completions   (202)
+              langchainapi_submit_completion_request        SERVER (the original's), then:
+                StateAPI: POST .../operations/{operationId}/claim           (InProgress)
+                langchainapi_create_completion_response     SERVER, background; child of the submission
+                  langchain_prepare_plugin_workflow         SERVER
+                  langchain_invoke_plugin_workflow          SERVER
+                    {workflow}_workflow
+                      {workflow}_workflow_llm_call > chat {model}
+                      {workflow}_tool_call      tool_call_id, tool_call_function
+                        execute_tool code_interpreter   the tool call: gen_ai.tool.name, .call.id, .type
+                          ContextAPI: POST /instances/{instanceId}/codeSessions/{sessionId}/executeCode
+                            DynamicSessions: POST /executions   (or PythonCodeSessionAPI: POST /code/execute)
+                              code_session.acquire      warm pool hit / cold start / existing session
+                              code.execute              the interpreter run
+                      {workflow}_final_llm_call > chat {model}
+                      [{workflow}_get_conversation_name > chat {model}]   new conversations
+                  langchain.write_result
+                    StateAPI: POST .../result, then PUT .../operations/{operationId} (Completed)
+      UserPortal: portal.wait_for_result        from the 202 to the client seeing the end
 
 Status polls are their own short traces (root ``portal.poll`` or the caller's own), each with a span
 link to the operation's trace; the poll's server spans carry foundationallm.operation_id.
@@ -36,20 +43,31 @@ from __future__ import annotations
 
 from services.registry import HOPS
 
-SERVICE_NAMESPACE = "foundationallm"
+SERVICE_NAMESPACE = "FoundationaLLM"  # the original's; Azure Monitor's cloud role is "FoundationaLLM.CoreAPI"
 
-# service.name of each hop, from the registry of hops (services/registry.py).
-PORTAL = HOPS["portal"].name
-CORE_API = HOPS["core_api"].name
-GATEKEEPER_API = HOPS["gatekeeper_api"].name
-ORCHESTRATION_API = HOPS["orchestration_api"].name
-LANGCHAIN_API = HOPS["langchain_api"].name
-STATE_API = HOPS["state_api"].name
-CONTEXT_API = HOPS["context_api"].name
-DYNAMIC_SESSIONS = HOPS["dynamic_sessions"].name
-CODE_SESSION_API = HOPS["code_session_api"].name
+# service.name of each hop, from the registry of hops (services/registry.py). The same name is the hop in
+# foundationallm.failed_hop, in "CoreAPI: ..." error messages and in metric and alert labels.
+PORTAL = HOPS["portal"].service_name
+CORE_API = HOPS["core_api"].service_name
+GATEKEEPER_API = HOPS["gatekeeper_api"].service_name
+ORCHESTRATION_API = HOPS["orchestration_api"].service_name
+LANGCHAIN_API = HOPS["langchain_api"].service_name
+STATE_API = HOPS["state_api"].service_name
+CONTEXT_API = HOPS["context_api"].service_name
+DYNAMIC_SESSIONS = HOPS["dynamic_sessions"].service_name
+CODE_SESSION_API = HOPS["code_session_api"].service_name
 
-CHAIN_SERVICES = tuple(hop.name for hop in HOPS.values())
+CHAIN_SERVICES = tuple(hop.service_name for hop in HOPS.values())
+
+# Traces and records of earlier versions name the hops by their deployment names ("core-api", namespace
+# "foundationallm"): readers map those to today's names.
+SERVICE_NAMES_BEFORE: dict[str, str] = {hop.name: hop.service_name for hop in HOPS.values()}
+
+
+def service_name_now(name: str) -> str:
+    """Today's service.name (or hop name) for one an earlier version recorded; other names unchanged."""
+    return SERVICE_NAMES_BEFORE.get(name, name)
+
 
 # --- span names (besides the automatic HTTP server/client spans) ---
 SPAN_PORTAL_SUBMIT = "portal.submit"
@@ -57,7 +75,9 @@ SPAN_PORTAL_WAIT = "portal.wait_for_result"
 SPAN_PORTAL_POLL = "portal.poll"
 SPAN_GATEKEEPER_CHECK = "gatekeeper.check_prompt"
 SPAN_ORCHESTRATION_BUILD = "orchestration.build"
-SPAN_LANGCHAIN_WORKFLOW = "langchain.workflow"
+# The background workflow (SERVER, as the original's activity of the same work; below its submission span)
+SPAN_LANGCHAIN_WORKFLOW = "langchainapi_create_completion_response"
+SPAN_LANGCHAIN_WORKFLOW_BEFORE = "langchain.workflow"  # its name in traces of earlier versions
 SPAN_EXECUTE_TOOL_PREFIX = "execute_tool"  # "execute_tool {gen_ai.tool.name}": one per tool call
 SPAN_LANGCHAIN_TOOL_CALL = "execute_tool code_interpreter"  # the code interpreter tool's call
 SPAN_LANGCHAIN_TOOL_CALL_BEFORE = "langchain.tool_call"  # its name in traces of earlier versions
@@ -86,6 +106,7 @@ ATTR_TOOL_NAME = "foundationallm.tool_name"
 ATTR_TOOL_NAMES = "foundationallm.tool_names"
 ATTR_OPERATION_STATUS = "foundationallm.operation.status"  # on state writes and status answers
 ATTR_FAILED_HOP = "foundationallm.failed_hop"  # set where an operation is failed, names the hop
+ATTR_OPERATION_CLAIMANT = "foundationallm.operation.claimant"  # the worker replica that runs the operation
 ATTR_GATEKEEPER_DECISION = "foundationallm.gatekeeper.decision"  # allowed | blocked | bypassed
 ATTR_GATEKEEPER_CHECKS = "foundationallm.gatekeeper.checks"
 ATTR_CODE_SESSION_ID_HASH = "foundationallm.code_session.id_hash"  # sha256 prefix: ids are secrets
@@ -95,6 +116,39 @@ ATTR_POLL_COUNT = "foundationallm.poll.count"
 ATTR_PROMPT_SIZE = "foundationallm.prompt.size_bytes"
 ATTR_PROMPT_SHA256 = "foundationallm.prompt.sha256"
 ATTR_PROMPT_TEXT = "foundationallm.prompt.text"  # only with FLLM_CAPTURE_PROMPTS=true
+
+# FoundationaLLM's own .NET activities (TelemetryActivityNames) and tags (TelemetryActivityTagNames), beside
+# ours, for queries written against a FoundationaLLM deployment. FoundationaLLM-UPN is a keyed hash here.
+SPAN_FLLM_CORE_START_COMPLETION = "AsyncCompletions_StartCompletionOperation"  # CoreAPI, SERVER
+SPAN_FLLM_CORE_FILES_DOWNLOAD = "Files_Download"  # CoreAPI, SERVER
+SPAN_FLLM_USER_PROMPT_REWRITE = "UserPromptRewrite_LLM"  # OrchestrationAPI, INTERNAL
+TAG_FLLM_INSTANCE_ID = "FoundationaLLM-InstanceId"
+TAG_FLLM_OPERATION_ID = "FoundationaLLM-OperationId"
+TAG_FLLM_CONVERSATION_ID = "FoundationaLLM-ConversationId"
+TAG_FLLM_UPN = "FoundationaLLM-UPN"  # HMAC-SHA256 (telemetry/id_hash.py) of the lowercased UPN, 16 hex
+TAG_FLLM_USER_ID = "FoundationaLLM-UserId"
+TAG_FLLM_FILE_PROVIDER = "FoundationaLLM-FileProvider"
+TAG_FLLM_FILE_ID = "FoundationaLLM-FileId"
+TAG_FLLM_NOT_AVAILABLE = "N/A"  # the original's value for a missing tag
+
+# FoundationaLLM's LangChain API activities (its Python telemetry, same places of the trace) and their tag
+# names, beside ours. {workflow} is the agent workflow's name (agents.py), {tool} a tool's. The original's
+# user_identity tag (the identity JSON) is left out: foundationallm.user_id carries the user's id.
+SPAN_FLLM_LANGCHAIN_SUBMIT = "langchainapi_submit_completion_request"  # SERVER, under the request's span
+SPAN_FLLM_LANGCHAIN_CREATE_RESPONSE = SPAN_LANGCHAIN_WORKFLOW  # SERVER, the background task
+SPAN_FLLM_LANGCHAIN_PREPARE = "langchain_prepare_plugin_workflow"  # SERVER: tools and workflow built
+SPAN_FLLM_LANGCHAIN_INVOKE = "langchain_invoke_plugin_workflow"  # SERVER: the workflow run
+SPAN_FLLM_WORKFLOW = "{workflow}_workflow"
+SPAN_FLLM_WORKFLOW_LLM_CALL = "{workflow}_workflow_llm_call"  # the first model call (tools offered)
+SPAN_FLLM_TOOL_CALL = "{workflow}_tool_call"  # one per tool call, around execute_tool {tool}
+SPAN_FLLM_FINAL_LLM_CALL = "{workflow}_final_llm_call"  # the model call after the tool results
+SPAN_FLLM_CONVERSATION_NAME = "{workflow}_get_conversation_name"  # new conversations only
+TAG_LC_OPERATION_ID = "operation_id"
+TAG_LC_INSTANCE_ID = "instance_id"
+TAG_LC_AGENT_NAME = "agent_name"
+TAG_LC_CONVERSATION_ID = "conversation_id"
+TAG_LC_TOOL_CALL_ID = "tool_call_id"
+TAG_LC_TOOL_CALL_FUNCTION = "tool_call_function"
 
 # GenAI semantic conventions (development status) for the model and tool spans.
 ATTR_GEN_AI_OPERATION = "gen_ai.operation.name"  # chat | execute_tool

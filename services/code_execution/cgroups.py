@@ -46,6 +46,15 @@ class SessionCgroup:
         for folder in self.folders:
             _write(folder / "cgroup.procs", str(pid))
 
+    def adopt(self, pids: list[int]) -> None:
+        """Move in those of ``pids`` a folder does not hold yet (each move waits for the kernel: skip it
+        where it is done already)."""
+        for folder in self.folders:
+            inside = set((folder / "cgroup.procs").read_text().split())
+            for pid in pids:
+                if str(pid) not in inside:
+                    _write(folder / "cgroup.procs", str(pid))
+
     def pids(self) -> set[int]:
         found: set[int] = set()
         for folder in self.folders:
@@ -154,7 +163,8 @@ class CgroupRoot:
                 _write(self.folders[1] / "cpu.shares", "256")
 
     def clear(self) -> None:
-        children = {child.name for folder in self.folders for child in folder.iterdir() if child.is_dir()}
+        children = {child.name for folder in self.folders if folder.is_dir() for child in folder.iterdir()
+                    if child.is_dir()}
         for name in children:
             SessionCgroup([folder / name for folder in self.folders], self.version).remove()
 

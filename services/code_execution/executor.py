@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import threading
 import time
 
 from opentelemetry import metrics
@@ -65,6 +66,8 @@ class Executor:
     async def start(self) -> None:
         await run_in_thread(self.sessions.prepare)
         await run_in_thread(self.host.probe, self.sessions)
+        if self.host.bwrap is not None and not self.host.font_lists:  # once per machine; nobody waits for it
+            threading.Thread(target=self.host.build_fonts, name="matplotlib-font-list", daemon=True).start()
         self.pool.start()
         self._reaper = asyncio.get_running_loop().create_task(self._reap_forever())
 
@@ -76,9 +79,11 @@ class Executor:
         await self.pool.close()
         await asyncio.gather(*(self._dispose(session, "the service stopped") for session in self.sessions.all()),
                              return_exceptions=True)
-        if self.sessions.cgroups is not None:
-            await run_in_thread(self.sessions.cgroups.remove)
-        await run_in_thread(self.sessions.unmount_all)  # whatever a failed release left mounted
+        try:
+            if self.sessions.cgroups is not None:
+                await run_in_thread(self.sessions.cgroups.remove)
+        finally:
+            await run_in_thread(self.sessions.unmount_all)  # whatever a failed release left mounted
 
     def status(self) -> dict[str, object]:
         return {

@@ -6,10 +6,13 @@ the reason wherever a part falls back.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import subprocess
+import zlib
 from pathlib import Path
 
-from services.code_execution import storage
+from services.code_execution import fonts, storage
 from services.code_execution.cgroups import CgroupRoot
 from services.code_execution.config import ExecutorConfig
 from services.code_execution.interpreter import launcher
@@ -23,10 +26,16 @@ class HostSandbox:
         self.config = config
         self.bwrap: str | None = None
         self.site_packages = config.site_packages()
+        self.package_dir = launcher.PACKAGE_DIR
+        self.font_lists: list[str] = []
         self.report: dict[str, str] = {"isolation": "pending"}
 
     def probe(self, sessions: SessionManager) -> None:
         """Choose bwrap or the fallback, open the cgroup root, test tmpfs mounts (blocking: a thread)."""
+        try:
+            self.package_dir = launcher.install_package(self.config.sessions_dir / ".interpreter" / "fllm_interpreter")
+        except OSError as error:  # the sources then: each interpreter compiles them as it starts
+            log.warning("the interpreter package could not be compiled: %s", error)
         mode = self.config.sandbox
         found = launcher.find_bwrap() if mode != "none" else None
         problem = "disabled (FLLM_CODE_SANDBOX=none)" if mode == "none" else "bwrap is not installed"
@@ -37,7 +46,13 @@ class HostSandbox:
             raise RuntimeError(f"FLLM_CODE_SANDBOX=bwrap, but bwrap cannot run here: {problem}")
         if self.bwrap is None:
             log.warning("code runs WITHOUT a sandbox (rlimits only): %s", problem)
-        cgroups, limits = CgroupRoot.open(f"fllm-code-{self.config.uid_base}")
+        if self.bwrap is not None:
+            with contextlib.suppress(OSError):
+                self.font_lists = fonts.font_lists(fonts.cache_dir())
+        # One root per executor: the two code services of a chain may share FLLM_CODE_UID_BASE, and each
+        # clears its root at start and removes it at stop.
+        folder = zlib.crc32(str(self.config.sessions_dir).encode())
+        cgroups, limits = CgroupRoot.open(f"fllm-code-{self.config.uid_base}-{folder:08x}")
         sessions.cgroups = cgroups
         sessions.quota = _quota_works(self.config.sessions_dir)
         bwrapped = self.bwrap is not None
@@ -51,13 +66,20 @@ class HostSandbox:
             "disk": "tmpfs-quota" if sessions.quota else "file-size-limit only (no tmpfs: not root)",
         }
 
+    def build_fonts(self) -> None:
+        """matplotlib's font list, for the sandboxes started from now on (blocking, seconds: a thread)."""
+        try:
+            self.font_lists = fonts.build_font_list(self.site_packages, fonts.cache_dir())
+        except (OSError, subprocess.SubprocessError) as error:
+            log.warning("matplotlib's font list could not be built: %s", error)
+
     def command(self, slot: Slot) -> list[str]:
         """The command line that starts one interpreter for ``slot``."""
         limits = self.config.limits
         spec = launcher.LaunchSpec(
             data_dir=str(slot.data_dir), uid=slot.uid, limits=limits.rlimits(), site_packages=self.site_packages,
             tmp_bytes=limits.tmp_bytes, deny_network=self.config.deny_network,
-            preimport=list(self.config.preimport),
+            preimport=list(self.config.preimport), package_dir=self.package_dir, font_lists=self.font_lists,
         )
         return launcher.bwrap_command(spec, self.bwrap) if self.bwrap else launcher.direct_command(spec)
 

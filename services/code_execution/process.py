@@ -3,8 +3,11 @@
 The server starts ``bwrap`` with ``subprocess.Popen`` (``close_fds``: the child gets its two pipes and
 ``/dev/null``, never the server's listening socket or anything else the server has open, whichever
 event loop runs) and talks to the interpreter over the pipes with asyncio, so the loop never blocks on
-code. Once the interpreter says it is ready, and before it runs any code, its processes are moved into
-the session's cgroup; everything it starts from then on is born there.
+code. bwrap is put in the session's cgroup as soon as it is started, so what it starts is usually born
+there (its start-up is then charged to the session, at the sessions' low CPU weight); once the
+interpreter says it is ready, and before it runs any code, any of its processes still outside are moved
+in. Starting and moving run in a thread: a cgroup move waits for the kernel for a millisecond or more,
+and the event loop serves requests meanwhile.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -92,35 +96,36 @@ class WorkerProcess:
         loop = asyncio.get_running_loop()
         requests_r, requests_w = os.pipe()
         answers_r, answers_w = os.pipe()
+        launch = asyncio.ensure_future(asyncio.to_thread(_launch, argv, requests_r, answers_w, cgroup))
         try:
-            process = subprocess.Popen(
-                argv, stdin=requests_r, stdout=answers_w, stderr=subprocess.PIPE, env=CHILD_ENV, cwd="/",
-                close_fds=True, start_new_session=True,
-            )
+            process = await asyncio.shield(launch)
+        except asyncio.CancelledError:
+            launch.add_done_callback(lambda done: _abandon(done, requests_w, answers_r))
+            raise
         except OSError as error:
             for fd in (requests_w, answers_r):
                 os.close(fd)
             raise WorkerError(f"the interpreter could not be started: {error}") from error
-        finally:
-            os.close(requests_r)
-            os.close(answers_w)
-        stdout = asyncio.StreamReader(limit=2**20)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdout), os.fdopen(answers_r, "rb", 0))
-        transport, protocol = await loop.connect_write_pipe(
-            lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader()), os.fdopen(requests_w, "wb", 0)
-        )
-        stdin = asyncio.StreamWriter(transport, protocol, None, loop)
+        stdin: asyncio.StreamWriter | None = None
         try:
+            stdout = asyncio.StreamReader(limit=2**20)
+            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdout), _pipe_file(answers_r, "rb"))
+            transport, protocol = await loop.connect_write_pipe(
+                lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader()), _pipe_file(requests_w, "wb")
+            )
+            stdin = asyncio.StreamWriter(transport, protocol, None, loop)
             ready = await asyncio.wait_for(_read(stdout), timeout_s)
-            if cgroup is not None:
-                for pid in descendants(process.pid):  # nothing of the session's code has run yet
-                    cgroup.add(pid)
+            if cgroup is not None:  # nothing of the session's code has run yet
+                await asyncio.to_thread(_adopt, cgroup, process.pid)
         except (TimeoutError, asyncio.IncompleteReadError, ValueError, OSError) as error:
-            stdin.close()
-            process.kill()
+            _end(process, stdin)
             await asyncio.to_thread(process.wait)
             reason = _startup_error(process) or _describe_exit(process.returncode)
             raise WorkerError(f"the interpreter did not start: {reason}") from error
+        except BaseException:  # cancelled: nobody waits for this interpreter any more
+            _end(process, stdin)
+            threading.Thread(target=process.wait, daemon=True).start()
+            raise
         assert process.stderr is not None
         process.stderr.close()  # only bwrap's own errors come this way, before the interpreter starts
         return cls(process, stdin, stdout, cgroup, ready.get("uid"))
@@ -181,6 +186,54 @@ class WorkerProcess:
         self._process.wait()
         if self.cgroup is not None:
             self.cgroup.kill()
+
+
+def _launch(argv: list[str], stdin: int, stdout: int, cgroup: SessionCgroup | None) -> subprocess.Popen[bytes]:
+    """Start bwrap and put it in the session's cgroup at once (blocking: a thread). Closes the child's
+    ends of the pipes."""
+    try:
+        process = subprocess.Popen(
+            argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=CHILD_ENV, cwd="/",
+            close_fds=True, start_new_session=True,
+        )
+    finally:
+        os.close(stdin)
+        os.close(stdout)
+    if cgroup is not None:
+        with contextlib.suppress(OSError):  # it died already: its start-up error is read later
+            cgroup.add(process.pid)
+    return process
+
+
+def _pipe_file(fd: int, mode: str) -> Any:
+    """The file object a pipe transport takes. uvloop's transports close the descriptor themselves (libuv)
+    and then the file object too, expecting EBADF; but by then another thread may have been given the same
+    number (a sandbox starting, a slot being removed), and its file would be closed instead. Under uvloop
+    the file object does not own the descriptor; asyncio's own transports close it through the file."""
+    loop_module = type(asyncio.get_running_loop()).__module__
+    return os.fdopen(fd, mode, 0, closefd=not loop_module.startswith("uvloop"))
+
+
+def _adopt(cgroup: SessionCgroup, pid: int) -> None:
+    cgroup.adopt(descendants(pid))
+
+
+def _end(process: subprocess.Popen[bytes], stdin: asyncio.StreamWriter | None) -> None:
+    """Kill a sandbox that did not start (its process group: bwrap's death ends its PID namespace)."""
+    if stdin is not None:
+        stdin.close()
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def _abandon(launch: asyncio.Future[subprocess.Popen[bytes]], *server_ends: int) -> None:
+    """The start was cancelled while bwrap was being started: end what was started."""
+    for fd in server_ends:
+        os.close(fd)
+    if not launch.cancelled() and launch.exception() is None:
+        process = launch.result()
+        _end(process, None)
+        threading.Thread(target=process.wait, daemon=True).start()
 
 
 def _startup_error(process: subprocess.Popen[bytes]) -> str:

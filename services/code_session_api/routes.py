@@ -1,8 +1,11 @@
 """FoundationaLLM's Python Code Session API contract (custom container), on the shared executor.
 
-Differences from the original, on purpose: a code exception answers 422 (not 200) with the traceback
-in ``detail.error`` and the partial stdout kept in ``detail.output``; file errors answer 400/404 (not
-500); the listing is correct for sub-folders; ``file_name`` may be a path relative to /mnt/data.
+A code exception answers 200 as the original does: ``results`` "" and ``error`` the original's "The code
+execution failed with a ... error" text. Beyond the original, that answer keeps the partial stdout in
+``output`` and adds ``stderr`` (the whole standard error, traceback included), ``status`` "Failed" and
+``timed_out``; this project's Context API reads them as a Failed execution with the traceback. Other
+differences, on purpose: file errors answer 400/404 (not 500); the listing is correct for sub-folders;
+``file_name`` may be a path relative to /mnt/data.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 
 from services.code_execution import ExecutionSpec, Executor, Session, SessionLimitError
 from services.code_execution.files import FileMissingError, InvalidPathError, split_file
-from services.code_execution.models import SUCCEEDED
+from services.code_execution.models import SUCCEEDED, ExecutionFailure
 from services.code_execution.web import UploadFormatError, UploadTooLargeError, receive_upload, stream_file
 from services.code_session_api.auth import require_bearer
 from services.code_session_api.errors import DetailError
@@ -59,12 +62,19 @@ async def execute(request: Request, identifier: str | None = IdentifierQuery) ->
     record = await executor.run(session, spec, str(uuid.uuid4()))
     outcome = record.outcome
     assert outcome is not None
-    detail = {"results": outcome.results, "output": outcome.stdout, "error": outcome.stderr}
     if outcome.status == SUCCEEDED:
-        return JSONResponse({"detail": detail})
-    # Any non-2xx is Failed for the Context API; 422: the request was fine, the code was not.
-    failed = {**detail, "status": outcome.status, "timed_out": outcome.timed_out}
-    return JSONResponse({"detail": failed}, status_code=422)
+        return JSONResponse({"detail": {"results": outcome.results, "output": outcome.stdout, "error": outcome.stderr}})
+    # 200, not an error status: the request was served; the code failed (the code.execute span says so).
+    return JSONResponse({"detail": {
+        "results": "", "output": outcome.stdout, "error": failure_text(outcome.failure), "stderr": outcome.stderr,
+        "status": outcome.status, "timed_out": outcome.timed_out,
+    }})
+
+
+def failure_text(failure: ExecutionFailure | None) -> str:
+    """The original's wording (PythonCodeSessionAPI ``execute_code``) for a code exception."""
+    name, message = (failure.name, failure.message) if failure else ("Exception", "")
+    return f"The code execution failed with a {name} error and the following exception message: {message}"
 
 
 @router.post("/files/upload", summary="Upload a file to /mnt/data (multipart field 'file')")

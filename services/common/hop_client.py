@@ -35,7 +35,7 @@ def callee_failed_hop(response: httpx.Response) -> str | None:
         return None
     if isinstance(body, dict):
         hop = body.get("failed_hop") or body.get("hop")
-        if isinstance(hop, str) and re.fullmatch(r"[a-z][a-z0-9-]{1,40}", hop):
+        if isinstance(hop, str) and re.fullmatch(r"[A-Za-z][A-Za-z0-9.-]{1,40}", hop):
             return hop
     return None
 

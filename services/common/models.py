@@ -103,12 +103,17 @@ class CompletionResponse(BaseModel):
     id: str | None = None
     operation_id: str
     user_prompt: str = ""
+    user_prompt_rewrite: str | None = None
+    full_prompt: str | None = None
     completion: str = ""
     content: list[dict[str, Any]] = Field(default_factory=list)
     analysis_results: list[dict[str, Any]] = Field(default_factory=list)
     content_artifacts: list[dict[str, Any]] = Field(default_factory=list)
+    conversation_name: str | None = None  # set for a new conversation: Core renames it
+    user_prompt_embedding: list[float] = Field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    total_cost: float = 0.0
     errors: list[str] = Field(default_factory=list)
     is_error: bool = False

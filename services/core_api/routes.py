@@ -9,21 +9,16 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from services.auth.entry import caller
-from services.common.auth import check_instance, check_operation_id
+from services.common.auth import check_operation_id
 from services.common.models import CompletionRequest, UnifiedUserIdentity
 from services.core_api.completions import CoreService
+from services.core_api.instance import core_instance
 from telemetry import conventions as c
 from telemetry.context import annotate
 
-
-async def _instance(request: Request, instanceId: str) -> None:  # noqa: N803
-    check_instance(instanceId, request.app.state.settings.instance_id)
-    annotate({c.ATTR_INSTANCE_ID: instanceId})
-
-
 # Authentication first (a 401 tells nothing about instances), then the instance check, as the original.
 router = APIRouter(prefix="/instances/{instanceId}/async-completions",
-                   dependencies=[Depends(caller), Depends(_instance)])
+                   dependencies=[Depends(caller), Depends(core_instance)])
 Caller = Annotated[UnifiedUserIdentity, Depends(caller)]
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from services.common.database import Tx, open_store
+from telemetry import conventions as c
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS operation_contexts (
@@ -22,6 +23,10 @@ CREATE TABLE IF NOT EXISTS operation_contexts (
     traceparent TEXT NOT NULL,
     final TEXT
 );
+CREATE TABLE IF NOT EXISTS poll_failures (
+    id TEXT PRIMARY KEY,
+    since DOUBLE PRECISION NOT NULL
+);
 """
 
 
@@ -32,10 +37,11 @@ class OperationContext:
     agent_name: str
     session_id: str
     upn: str | None
-    route: str  # the hop Core called at start: gatekeeper-api | orchestration-api
+    route: str  # the hop Core called at start: GatekeeperAPI | OrchestrationAPI
     start_time: float
     traceparent: str
     final: dict[str, Any] | None = None
+    poll_failed_since: float | None = None  # the polls have failed to read the status since (epoch s)
 
 
 class OperationContexts:
@@ -63,8 +69,24 @@ class OperationContexts:
         return await self._db.transaction(work)
 
     async def get(self, operation_id: str) -> OperationContext | None:
-        row = await self._db.fetchone("SELECT * FROM operation_contexts WHERE id = ?", (operation_id,))
+        row = await self._db.fetchone(
+            "SELECT operation_contexts.*, poll_failures.since AS poll_failed_since FROM operation_contexts"
+            " LEFT JOIN poll_failures ON poll_failures.id = operation_contexts.id WHERE operation_contexts.id = ?",
+            (operation_id,))
         return _context(row) if row is not None else None
+
+    async def poll_failed(self, operation_id: str, now: float) -> float:
+        """Since when the polls of the operation fail (``now`` for the first), on any Core replica."""
+
+        async def work(db: Tx) -> float:
+            await db.execute("INSERT INTO poll_failures VALUES (?, ?) ON CONFLICT (id) DO NOTHING", (operation_id, now))
+            row = await db.fetchone("SELECT since FROM poll_failures WHERE id = ?", (operation_id,))
+            return float(row["since"]) if row else now
+
+        return await self._db.transaction(work, durable=False)
+
+    async def poll_succeeded(self, operation_id: str) -> None:
+        await self._db.execute("DELETE FROM poll_failures WHERE id = ?", (operation_id,), durable=False)
 
     async def finish(self, operation_id: str, final: dict[str, Any]) -> bool:
         """Keep the operation's end; False when it had already been kept."""
@@ -78,4 +100,5 @@ class OperationContexts:
 def _context(row: dict[str, Any]) -> OperationContext:
     values = dict(row)
     values["final"] = json.loads(values["final"]) if values["final"] else None
+    values["route"] = c.service_name_now(values["route"])  # stored as "orchestration-api" before
     return OperationContext(**values)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.common.service import create_service
-from services.common.settings import Settings
+from services.common.settings import Settings, TelemetrySwitches
 from services.context_api.client import CodeSessionsClient
 from services.langchain_api import routes
 from services.langchain_api.chat_models import model_from_env
@@ -31,6 +31,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await client.aclose()
 
     app = create_service(PACKAGE, settings, title="LangChainAPI", on_startup=[start], on_shutdown=[stop])
-    app.state.running = set()
+    app.state.claimant = routes.claimant_id()  # names this replica in the operations it claims
+    app.state.version = TelemetrySwitches().version
+    # /status answers the original's LangChain body (routes.status), not the services' common one.
+    app.router.routes[:] = [route for route in app.router.routes if getattr(route, "path", None) != "/status"]
     app.include_router(routes.router)
     return app

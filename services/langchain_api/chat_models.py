@@ -18,7 +18,11 @@ from services.common.http import new_client
 from services.common.settings import AzureOpenAISettings
 
 CODE_BLOCK = re.compile(r"```(?:python|py)[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
+CODE_FENCE = re.compile(r"```.*?(?:```|$)", re.DOTALL)
 AZURE_OPENAI_SCOPE = "https://cognitiveservices.azure.com/.default"
+# The original workflow's request for a new conversation's name (after the prompt and the answer).
+TITLE_INSTRUCTION = ("Generate a brief title (3-6 words) that summarizes the main topic of this conversation. "
+                     "Return only the title, no quotes or punctuation.")
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,12 @@ def _tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
 
+def _title(prompt: str, words: int = 6) -> str:
+    """Up to ``words`` words of the prompt's prose (code blocks left out), as a conversation title."""
+    prose = re.findall(r"[A-Za-z0-9][A-Za-z0-9'-]*", CODE_FENCE.sub(" ", prompt))[:words]
+    return " ".join(prose).capitalize() if prose else "New conversation"
+
+
 class LocalDeterministicModel:
     """Runs a fenced ```python block of the prompt with the code interpreter, then answers with its output."""
 
@@ -57,6 +67,9 @@ class LocalDeterministicModel:
 
     async def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> ModelTurn:
         last = messages[-1]
+        if last["role"] == "user" and last["content"] == TITLE_INSTRUCTION:
+            title = _title(next((m["content"] for m in messages if m["role"] == "user"), ""))
+            return ModelTurn(text=title, prompt_tokens=_tokens(title), completion_tokens=_tokens(title))
         if last["role"] == "tool":
             return ModelTurn(text=last["content"], prompt_tokens=_tokens(last["content"]),
                              completion_tokens=_tokens(last["content"]))

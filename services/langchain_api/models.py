@@ -6,6 +6,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.common.agents import DEFAULT_WORKFLOW_NAME, WORKFLOW_NAME_PATTERN
+
+
+class WorkflowSpec(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str = "external-agent-workflow"
+    name: str = Field(DEFAULT_WORKFLOW_NAME, pattern=WORKFLOW_NAME_PATTERN)  # in span names
+
 
 class AgentSpec(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -13,6 +22,7 @@ class AgentSpec(BaseModel):
     type: Literal["generic-agent"]
     name: str = Field(min_length=1, max_length=128)
     main_model: str = "local-deterministic"
+    workflow: WorkflowSpec = Field(default_factory=WorkflowSpec)
     tools: list[dict[str, Any]] = Field(default_factory=list)
 
 
@@ -21,6 +31,7 @@ class LLMCompletionRequest(BaseModel):
 
     operation_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")  # in State API URLs
     user_prompt: str = Field(min_length=1, max_length=262_144)
+    user_prompt_rewrite: str | None = Field(default=None, max_length=262_144)
     session_id: str | None = None
     is_new_conversation: bool = False
     message_history: list[dict[str, Any]] = Field(default_factory=list)

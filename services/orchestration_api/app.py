@@ -12,6 +12,7 @@ from services.langchain_api.client import LangChainClient
 from services.orchestration_api import routes
 from services.orchestration_api.builder import OrchestrationBuilder
 from services.orchestration_api.orchestration import AgentOrchestration
+from services.orchestration_api.rewrite import UserPromptRewriter
 from services.state_api.client import StateClient
 
 PACKAGE = "orchestration_api"
@@ -26,7 +27,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         code_sessions, state, langchain = CodeSessionsClient(settings), StateClient(settings), LangChainClient(settings)
         clients.extend((code_sessions, state, langchain))
         builder = OrchestrationBuilder(load_agents(), code_sessions)
-        app.state.orchestration = AgentOrchestration(builder, state, langchain)
+        rewriter = UserPromptRewriter()
+        clients.append(rewriter)
+        app.state.orchestration = AgentOrchestration(builder, state, langchain, rewriter)
 
     async def stop() -> None:
         for client in clients:

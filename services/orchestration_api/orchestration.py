@@ -19,6 +19,8 @@ from services.common.models import (
 )
 from services.langchain_api.client import LangChainClient
 from services.orchestration_api.builder import OrchestrationBuilder, OrchestrationError
+from services.orchestration_api.content import completion_response
+from services.orchestration_api.rewrite import RewriteConfigError, UserPromptRewriter
 from services.state_api.client import StateClient
 from telemetry import conventions as c
 from telemetry.context import annotate, record_failure
@@ -27,24 +29,29 @@ APOLOGY = "A problem on my side prevented me from responding."
 
 
 class AgentOrchestration:
-    def __init__(self, builder: OrchestrationBuilder, state: StateClient, langchain: LangChainClient) -> None:
+    def __init__(self, builder: OrchestrationBuilder, state: StateClient, langchain: LangChainClient,
+                 rewriter: UserPromptRewriter) -> None:
         self._builder, self._state, self._langchain = builder, state, langchain
+        self._rewriter = rewriter
 
     async def start(self, instance_id: str, request: CompletionRequest, identity: UnifiedUserIdentity
                     ) -> dict[str, Any]:
         operation_id = request.operation_id or ""
-        self._builder.agent(request.agent_name)  # an unknown agent is refused before anything is created
+        agent = self._builder.agent(request.agent_name)  # an unknown agent is refused before anything is created
         try:
+            self._rewriter.settings_of(agent)  # an agent that cannot rewrite fails before anything is created
             # The operation's State record does not depend on the build: both go out at once.
-            (agent, objects), _ = await asyncio.gather(
+            (agent, objects), _, rewrite = await asyncio.gather(
                 self._builder.build(instance_id, request, identity),
                 self._state.create(instance_id, operation_id, identity.upn),
+                self._rewriter.rewrite(instance_id, agent, request),
             )
             llm_request = {
                 "operation_id": operation_id,
                 "session_id": request.session_id,
                 "is_new_conversation": request.is_new_conversation,
                 "user_prompt": request.user_prompt,
+                **({"user_prompt_rewrite": rewrite} if rewrite is not None else {}),  # nulls omitted, as the original
                 "message_history": request.message_history,
                 "file_history": request.file_history,
                 "attachments": [],
@@ -52,7 +59,7 @@ class AgentOrchestration:
                 "objects": objects,
             }
             return await self._langchain.start(instance_id, llm_request, identity)
-        except (HopError, OrchestrationError) as error:
+        except (HopError, OrchestrationError, RewriteConfigError) as error:
             hop = error.hop if isinstance(error, HopError) else c.ORCHESTRATION_API
             message = str(error) if isinstance(error, HopError) else f"{c.ORCHESTRATION_API}: {error}"
             record_failure(error, hop=hop)
@@ -77,17 +84,17 @@ class AgentOrchestration:
         return answer
 
     async def status(self, instance_id: str, operation_id: str, wait_s: float) -> dict[str, Any]:
-        try:
-            operation = await self._state.get(instance_id, operation_id, wait_s)
-        except HopError as error:
-            return LongRunningOperation(
-                operation_id=operation_id, status=OperationStatus.FAILED, failed_hop=error.hop,
-                status_message=f"An error occurred while polling for the response. {error}",
-            ).to_wire()
+        """The operation as State API keeps it. State that cannot be read is this poll's failure (a 502 naming
+        the State API), not the operation's: a 200 Failed here would end the operation in Core while its
+        workflow may still complete; Core keeps it InProgress and tries again on the next poll."""
+        operation = await self._state.get(instance_id, operation_id, wait_s)
         if operation is None:
             return LongRunningOperation(
                 operation_id=operation_id, status=OperationStatus.FAILED,
                 status_message=f"The operation was not found. The operation id was {operation_id}.",
             ).to_wire()
         annotate({c.ATTR_OPERATION_STATUS: operation["status"]})
+        if operation.get("status") in (OperationStatus.COMPLETED, OperationStatus.FAILED) and isinstance(
+                operation.get("result"), dict):  # an InProgress result passes through as State has it
+            operation = {**operation, "result": completion_response(operation["result"], operation_id, instance_id)}
         return operation

@@ -59,8 +59,9 @@ def _who_stopped(row: dict[str, Any], stale_after_s: float, started: str) -> tup
     if row["last_updated"] < started:
         return c.STATE_API, (f"{c.STATE_API}: the State API went down while the operation ran (restarted at "
                              f"{started}); the worker's writes were lost and no end arrived in {stale_after_s:.0f} s.")
+    claimant = f" ({row['claimant']})" if row.get("claimant") else ""
     return WORKER_HOP, (f"{WORKER_HOP}: the operation made no progress for {stale_after_s:.0f} s;"
-                        " the worker that ran it stopped.")
+                        f" the worker that ran it stopped{claimant}.")
 
 
 async def fail_abandoned(store: OperationStore, waiters: Waiters, stale_after_s: float,

@@ -29,6 +29,13 @@ class StateClient:
             "PUT", self._path(instance_id, operation.operation_id), json=operation.to_wire(), expect=(200, 409)
         )
 
+    async def claim(self, instance_id: str, operation: LongRunningOperation, claimant: str) -> dict[str, Any]:
+        """Claim the run of an operation, writing its InProgress status: ``{"acquired", "claimant",
+        "operation"}``; only the one caller whose claim is acquired runs it (409: held, or ended)."""
+        body = {"claimant": claimant, "status_message": operation.status_message, "upn": operation.upn}
+        return await self._hop.call("POST", self._path(instance_id, operation.operation_id, "/claim"), json=body,
+                                    expect=(200, 409))
+
     async def get(self, instance_id: str, operation_id: str, wait_s: float = 0.0) -> dict[str, Any] | None:
         """The operation with its latest result, or None when State has no such operation."""
         response = await self._hop.request(

@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.auth import check_operation_id, internal_hop
 from services.common.errors import ServiceError
@@ -117,6 +118,35 @@ async def update_operation(
     if changed and operation.status.is_terminal:
         _waiters(request).ended(operationId)
     return JSONResponse(to_operation(row), status_code=200 if changed else 409)
+
+
+class ClaimRequest(BaseModel):
+    """A worker replica's claim to run an operation, with the InProgress status it writes as it starts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    claimant: str = Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")  # printable, no spaces
+    status_message: str | None = Field(None, max_length=4096)
+    upn: str | None = Field(None, max_length=320)
+
+
+@router.post("/{operationId}/claim")
+async def claim_operation(
+    request: Request,
+    instanceId: str,  # noqa: N803
+    operationId: str,  # noqa: N803
+    claim: ClaimRequest,
+) -> JSONResponse:
+    """200 when this call acquired the run (the caller runs it), 409 when another claimant holds it or the
+    operation has ended: either way the operation as stored, and who holds the claim."""
+    annotate({c.ATTR_OPERATION_ID: operationId})
+    operation = {"operation_id": operationId, "status": OperationStatus.IN_PROGRESS.value,
+                 "status_message": claim.status_message, "upn": claim.upn}
+    row, holder, acquired = await _store(request).claim(instanceId, operation, claim.claimant,
+                                                        current_traceparent())
+    annotate({c.ATTR_OPERATION_CLAIMANT: holder, c.ATTR_OPERATION_STATUS: row.get("status", "")})
+    body = {"acquired": acquired, "claimant": holder, "operation": to_operation(row) if row else None}
+    return JSONResponse(body, status_code=200 if acquired else 409)
 
 
 @router.get("/{operationId}/logs")

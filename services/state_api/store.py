@@ -47,6 +47,11 @@ CREATE TABLE IF NOT EXISTS results (
     PRIMARY KEY (operation_id, seq)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS results_by_id ON results (operation_id, id);
+CREATE TABLE IF NOT EXISTS claims (
+    operation_id TEXT PRIMARY KEY,
+    claimant TEXT NOT NULL,
+    claimed_at TEXT NOT NULL
+);
 """
 COLUMNS = ("operation_id", "instance_id", "status", "status_message", "upn", "last_updated", "traceparent",
            "failed_hop")
@@ -104,32 +109,40 @@ class OperationStore:
             await db.lock(operation["operation_id"])
             existing = await db.fetchone("SELECT * FROM operations WHERE operation_id = ?",
                                          (operation["operation_id"],))
-            row = dict(existing) if existing is not None else {"traceparent": traceparent, "instance_id": instance_id}
             if existing is not None and OperationStatus(existing["status"]).is_terminal:
-                return row, False  # an ended operation stays ended: a late write cannot revive it
-            row.update(
-                operation_id=operation["operation_id"],
-                status=operation["status"],
-                status_message=operation.get("status_message"),
-                upn=operation.get("upn") or row.get("upn"),
-                last_updated=_now(),
-                failed_hop=operation.get("failed_hop"),
-            )
-            values = tuple(row[column] for column in COLUMNS)
-            await db.execute(
-                f"INSERT INTO operations VALUES ({', '.join('?' * len(COLUMNS))}) ON CONFLICT (operation_id) DO UPDATE"
-                " SET status = excluded.status, status_message = excluded.status_message, upn = excluded.upn,"
-                " last_updated = excluded.last_updated, failed_hop = excluded.failed_hop",
-                values,
-            )
-            await _log(db, row)
-            if OperationStatus(row["status"]).is_terminal:
-                await db.notify(ENDED_CHANNEL, row["operation_id"])
-            return row, True
+                return dict(existing), False  # an ended operation stays ended: a late write cannot revive it
+            return await _write(db, existing, instance_id, operation, traceparent), True
 
         # Only an end is fsynced on its own: an InProgress status is superseded by the next write, and the
         # end's fsync also flushes every write before it (the final result included).
         return await self._db.transaction(work, durable=OperationStatus(operation["status"]).is_terminal)
+
+    async def claim(self, instance_id: str, operation: dict[str, Any], claimant: str,
+                    traceparent: str) -> tuple[dict[str, Any], str, bool]:
+        """Claim the run of an in-progress operation for ``claimant`` (a worker replica), writing its status
+        in the same transaction; returns the row, the claim's holder and whether this call acquired it.
+
+        Exactly one claim of an operation ever succeeds: the insert into ``claims`` is the compare-and-set
+        (its primary key, on any replica, either backend). A claim is never taken over: a holder that stops
+        writing heartbeats has its operation failed by the sweep (``app.fail_abandoned``), since a worker
+        that only lost State may still be running the code, and a second run would repeat it.
+        """
+        operation_id = operation["operation_id"]
+
+        async def work(db: Tx) -> tuple[dict[str, Any], str, bool]:
+            await db.lock(operation_id)
+            existing = await db.fetchone("SELECT * FROM operations WHERE operation_id = ?", (operation_id,))
+            ended = existing is not None and OperationStatus(existing["status"]).is_terminal
+            if not ended and await db.execute(
+                "INSERT INTO claims (operation_id, claimant, claimed_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (operation_id) DO NOTHING", (operation_id, claimant, _now()),
+            ) == 1:
+                return await _write(db, existing, instance_id, operation, traceparent), claimant, True
+            holder = await db.fetchone("SELECT claimant FROM claims WHERE operation_id = ?", (operation_id,))
+            return dict(existing or {}), holder["claimant"] if holder else "", False
+
+        # As an InProgress status: superseded by the heartbeats and the end (see ``update``).
+        return await self._db.transaction(work, durable=False)
 
     async def get(self, operation_id: str) -> dict[str, Any] | None:
         return await self._db.fetchone("SELECT * FROM operations WHERE operation_id = ?", (operation_id,))
@@ -142,7 +155,8 @@ class OperationStore:
 
     async def in_progress_since(self, before_iso: str) -> list[dict[str, Any]]:
         rows = await self._db.fetchall(
-            "SELECT * FROM operations WHERE status = ? AND last_updated < ?",
+            "SELECT operations.*, claims.claimant FROM operations LEFT JOIN claims"
+            " ON claims.operation_id = operations.operation_id WHERE status = ? AND last_updated < ?",
             (OperationStatus.IN_PROGRESS.value, before_iso),
         )
         return rows
@@ -187,6 +201,30 @@ class OperationStore:
             "SELECT document FROM results WHERE operation_id = ? ORDER BY seq DESC LIMIT 1", (operation_id,)
         )
         return json.loads(row["document"]) if row is not None else None
+
+
+async def _write(db: Tx, existing: dict[str, Any] | None, instance_id: str, operation: dict[str, Any],
+                 traceparent: str) -> dict[str, Any]:
+    """Upsert an operation's status (the caller checked it has not ended), log it, notify an end."""
+    row = dict(existing) if existing is not None else {"traceparent": traceparent, "instance_id": instance_id}
+    row.update(
+        operation_id=operation["operation_id"],
+        status=operation["status"],
+        status_message=operation.get("status_message"),
+        upn=operation.get("upn") or row.get("upn"),
+        last_updated=_now(),
+        failed_hop=operation.get("failed_hop"),
+    )
+    await db.execute(
+        f"INSERT INTO operations VALUES ({', '.join('?' * len(COLUMNS))}) ON CONFLICT (operation_id) DO UPDATE"
+        " SET status = excluded.status, status_message = excluded.status_message, upn = excluded.upn,"
+        " last_updated = excluded.last_updated, failed_hop = excluded.failed_hop",
+        tuple(row[column] for column in COLUMNS),
+    )
+    await _log(db, row)
+    if OperationStatus(row["status"]).is_terminal:
+        await db.notify(ENDED_CHANNEL, row["operation_id"])
+    return row
 
 
 async def _log(db: Tx, row: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TextIO
 
 from services.common.settings import TelemetrySwitches
+from telemetry import conventions as c
 from telemetry.analysis.jaeger_json import to_jaeger_document
 from telemetry.analysis.latency import LatencyAnalysis
 from telemetry.analysis.trace_sources import open_source
@@ -66,7 +67,8 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
                              "(e.g. http://127.0.0.1:16686, searched over the last hour unless --since); "
                              "default <data dir>/traces.jsonl")
     parser.add_argument("--data-dir", help="data directory (default $FLLM_DATA_DIR or .callstack)")
-    parser.add_argument("--service", default="portal", help="service to search by at a Jaeger URL (default portal)")
+    parser.add_argument("--service", default=c.PORTAL,
+                        help=f"service to search by at a Jaeger URL (default {c.PORTAL}; its earlier name too)")
     parser.add_argument("--limit", type=_positive, default=1000, help="most traces to fetch from a Jaeger URL")
 
 

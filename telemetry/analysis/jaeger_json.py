@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from telemetry import conventions as c
 from telemetry.analysis.traces import Event, Link, Span, Trace, TraceSourceError, normalize_id
 
 _SPECIAL_TAGS = frozenset({"span.kind", "otel.status_code", "otel.status_description", "error", "otel.scope.name"})
@@ -48,6 +49,7 @@ def _span(raw: dict[str, Any], processes: dict[str, tuple[str, dict[str, Any]]])
     inline = raw.get("process")
     service, resource = (inline.get("serviceName", "unknown_service"), _tags(inline.get("tags"))) if inline else \
         processes.get(raw.get("processID", ""), ("unknown_service", {}))
+    service = c.service_name_now(service)  # traces of earlier versions: "core-api" is CoreAPI
     parent_id, links = "", []
     for ref in raw.get("references") or ():
         ref_trace, ref_span = normalize_id(ref["traceID"], 16), normalize_id(ref["spanID"], 8)

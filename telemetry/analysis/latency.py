@@ -65,12 +65,17 @@ def awaited_background(trace: Trace) -> dict[str, list[Span]]:
     waits for exactly that work. It is attached instead to the shortest span that was running when
     it ended and is neither its ancestor nor inside it (``portal.wait_for_result``), as what that
     span waited for. (A server span ending a little after its caller's client span is not background
-    work: the two clocks are different processes'.)
+    work: the two clocks are different processes'.) Only the outermost background work moves: work that
+    outlives background work it was started from (a code session released after the workflow that
+    used it ended) is nobody's wait, and stays clipped to it.
     """
     moved: dict[str, list[Span]] = {}
-    for span in trace.spans:
+    moved_ids: set[str] = set()
+    for span in trace.spans:  # in start order: ancestors first
         parent = trace.by_id.get(span.parent_id) if span.parent_id else None
         if parent is None or span.end_ns <= parent.end_ns or span.service != parent.service:
+            continue
+        if any(a.span_id in moved_ids for a in trace.ancestors(span)):
             continue
         excluded = {span.span_id, *(d.span_id for d in trace.descendants(span)),
                     *(a.span_id for a in trace.ancestors(span))}
@@ -82,6 +87,7 @@ def awaited_background(trace: Trace) -> dict[str, list[Span]]:
             waiting = [w for w in others if span.start_ns < w.end_ns and span.end_ns - w.end_ns <= AWAIT_SLACK_NS]
         if waiting:
             moved.setdefault(min(waiting, key=lambda w: w.duration_ns).span_id, []).append(span)
+            moved_ids.add(span.span_id)
     return moved
 
 

@@ -3,19 +3,23 @@ result, cut into the chain's phases at span boundaries.
 
 Spans used (first match by start time unless said otherwise):
   R  the trace's root (``portal.submit`` when the portal submitted)
-  C  core-api SERVER ``POST /instances/{instanceId}/async-completions``  (required: marks an operation trace)
-  G  the first gatekeeper-api SERVER span (absent when the gatekeeper is bypassed)
-  O  orchestration-api SERVER ``POST /instances/{instanceId}/async-completions``
-  B  ``orchestration.build``;  K = context-api SERVER ``POST /instances/{instanceId}/codeSessions`` spans
-  L  langchain-api SERVER ``POST /instances/{instanceId}/async-completions`` (answers 202)
+  C  CoreAPI SERVER ``POST /instances/{instanceId}/async-completions``  (required: marks an operation trace)
+  G  the first GatekeeperAPI SERVER span (absent when the gatekeeper is bypassed)
+  O  OrchestrationAPI SERVER ``POST /instances/{instanceId}/async-completions``
+  B  ``orchestration.build``;  K = ContextAPI SERVER ``POST /instances/{instanceId}/codeSessions`` spans
+  L  LangChainAPI SERVER ``POST /instances/{instanceId}/async-completions`` (answers 202)
   E  the interpreter runs (``code.execute``): E1 the first, En the last to end
-  T  LangChain's tool call (``execute_tool code_interpreter``) that holds E1 (else E1's context-api
+  T  LangChain's tool call (``execute_tool code_interpreter``) that holds E1 (else E1's ContextAPI
      executeCode ancestor, else E1's parent)
-  W  ``langchain.write_result``;  S = the last-ending state-api SERVER ``PUT .../operations/{operationId}``
+  W  ``langchain.write_result``;  S = the last-ending StateAPI SERVER ``PUT .../operations/{operationId}``
      under W (the Completed status write; W's end when there is none)
   P  ``portal.wait_for_result``
 Traces of earlier versions name E ``execute_tool code_interpreter`` (in the provider) and T
-``langchain.tool_call``; both are read (:func:`is_execution`, :func:`is_tool_call`).
+``langchain.tool_call``; both are read (:func:`is_execution`, :func:`is_tool_call`). Their services
+(``core-api``, ...) read as today's (``CoreAPI``, ...): see ``telemetry.analysis.traces``.
+Spans are picked by service, kind and name, so further SERVER spans of a service (FoundationaLLM's own
+activities, such as ``AsyncCompletions_StartCompletionOperation`` inside Core's request span) change
+nothing; G is the exception, any GatekeeperAPI SERVER span, and the first by start is its request span.
 
 Phases (each is ``end - start`` of the boundaries named; they add up to ``end_to_end``; each includes
 the network time of the call to the next hop):

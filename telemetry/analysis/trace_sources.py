@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from telemetry import conventions as c
 from telemetry.analysis.jaeger_json import jaeger_document_traces
 from telemetry.analysis.traces import (
     DEFAULT_SETTLE_NS,
@@ -48,7 +49,7 @@ class TraceSource(Protocol):
     def trace(self, trace_id: str) -> Trace | None: ...
 
 
-def open_source(spec: str, *, service: str = "portal", limit: int = 1000, timeout_s: float = 30.0) -> TraceSource:
+def open_source(spec: str, *, service: str = c.PORTAL, limit: int = 1000, timeout_s: float = 30.0) -> TraceSource:
     if spec.startswith(("http://", "https://")):
         return JaegerSource(spec, service=service, limit=limit, timeout_s=timeout_s)
     return FileSource(Path(spec))
@@ -183,25 +184,30 @@ class JaegerSource:
     def traces(self, since_ns: int | None = None) -> Iterator[Trace]:
         now = time.time_ns()
         start = since_ns if since_ns is not None else now - DEFAULT_LOOKBACK_NS
+        found: dict[str, Trace] = {}
+        for service in _names_of(self.service):  # today's name and the one earlier versions recorded
+            for trace in self._search(service, start, now):
+                found.setdefault(trace.trace_id, trace)
+        yield from _since(iter(found.values()), since_ns)
+
+    def _search(self, service: str, start: int, now: int) -> list[Trace]:
         status, body = self._get("/api/v3/traces", {
-            "query.service_name": self.service,
+            "query.service_name": service,
             "query.start_time_min": rfc3339(start),
             "query.start_time_max": rfc3339(now),
             "query.search_depth": str(self.limit),
             "query.num_traces": str(self.limit),  # the name before 2.x renamed it
         })
         if status == 200:
-            traces = group_traces(span for group in _document_spans(body) for span in group)
-        elif _is_v3_error(body):
-            return  # "No traces found"
-        else:
-            status, body = self._get("/api/traces", {
-                "service": self.service, "start": str(start // 1000), "end": str(now // 1000), "limit": str(self.limit),
-            })
-            if status == 404:
-                raise TraceSourceError(f"{self.base_url} serves neither Jaeger's v3 nor its v1 query API")
-            traces = [Trace(spans[0].trace_id, spans) for spans in jaeger_document_traces(body) if spans]
-        yield from _since(iter(traces), since_ns)
+            return group_traces(span for group in _document_spans(body) for span in group)
+        if _is_v3_error(body):
+            return []  # "No traces found"
+        status, body = self._get("/api/traces", {
+            "service": service, "start": str(start // 1000), "end": str(now // 1000), "limit": str(self.limit),
+        })
+        if status == 404:
+            raise TraceSourceError(f"{self.base_url} serves neither Jaeger's v3 nor its v1 query API")
+        return [Trace(spans[0].trace_id, spans) for spans in jaeger_document_traces(body) if spans]
 
     def trace(self, trace_id: str) -> Trace | None:
         trace_id = normalize_id(trace_id, 16)
@@ -212,6 +218,14 @@ class JaegerSource:
             return None
         spans = [s for group in _document_spans(body) for s in group if s.trace_id == trace_id]
         return Trace(trace_id, spans) if spans else None
+
+
+def _names_of(service: str) -> tuple[str, ...]:
+    """A service's name and its other one: FoundationaLLM's now, the deployment name earlier versions used."""
+    now = c.service_name_now(service)
+    if now != service:
+        return service, now
+    return service, *(old for old, new in c.SERVICE_NAMES_BEFORE.items() if new == service)
 
 
 def _is_v3_error(body: Any) -> bool:

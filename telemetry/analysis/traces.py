@@ -3,6 +3,9 @@
 Sources (files, Jaeger's APIs) are read in ``telemetry.analysis.trace_sources``; Jaeger's v1 JSON is in
 ``telemetry.analysis.jaeger_json``. All of them produce :class:`Span` objects; :class:`TraceAssembler` groups
 a stream of spans, arriving in any order and spread over many batches, into whole :class:`Trace`s.
+
+A span's ``service`` is today's service.name: traces of earlier versions, which named the hops by their
+deployment names (``core-api``), read as if recorded now (``CoreAPI``); ``resource`` keeps what was recorded.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
+
+from telemetry import conventions as c
 
 KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
 _STATUS_ERROR = 2
@@ -192,7 +197,7 @@ def otlp_spans(document: dict[str, Any]) -> Iterator[Span]:
     try:
         for resource_spans in document.get("resourceSpans") or ():
             resource = attributes_of((resource_spans.get("resource") or {}).get("attributes", ()))
-            service = str(resource.get("service.name", "unknown_service"))
+            service = c.service_name_now(str(resource.get("service.name", "unknown_service")))
             for scope_spans in resource_spans.get("scopeSpans") or ():
                 scope = (scope_spans.get("scope") or {}).get("name", "")
                 for raw in scope_spans.get("spans") or ():

@@ -28,7 +28,7 @@ def _failed_hop(trace: Trace) -> str | None:
     for span in trace.spans:
         hop = span.attributes.get(c.ATTR_FAILED_HOP)
         if isinstance(hop, str) and hop:
-            return hop
+            return c.service_name_now(hop)  # earlier versions named the hop "context-api"
     failed = [s for s in trace.spans if s.error]
     if not failed:
         return None

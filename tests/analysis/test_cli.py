@@ -44,7 +44,7 @@ def test_trace_prints_the_waterfall_with_self_time_errors_and_the_critical_path(
     lines = out.splitlines()
     assert lines[0] == f"Trace {b.trace_id}  22 spans  8 services  1,000.000 ms  1 error"
     assert len(lines) == 2 + 22
-    submit = next(line for line in lines if line.endswith(f"* portal  {c.SPAN_PORTAL_SUBMIT}"))
+    submit = next(line for line in lines if line.endswith(f"* {c.PORTAL}  {c.SPAN_PORTAL_SUBMIT}"))
     assert submit.split()[:4] == ["0.000", "1,000.000", "6.000", "6.000"]
     wait = next(line for line in lines if line.endswith(c.SPAN_PORTAL_WAIT))
     # the wait is critical only after the background workflow it waited for ended
@@ -52,7 +52,7 @@ def test_trace_prints_the_waterfall_with_self_time_errors_and_the_critical_path(
     execute = next(line for line in lines if c.SPAN_CODE_EXECUTE in line)
     # on the critical path, indented six levels under the root, failed
     assert execute.split()[:4] == ["160.000", "520.000", "520.000", "520.000"] and execute.endswith(
-        f"{'  ' * 6}* dynamic-sessions  {c.SPAN_CODE_EXECUTE}  ✗ boom")
+        f"{'  ' * 6}* {c.DYNAMIC_SESSIONS}  {c.SPAN_CODE_EXECUTE}  ✗ boom")
     assert "█" in execute and "░" not in execute
 
 
@@ -93,7 +93,7 @@ def test_latency_tables_and_since(data_dir: Path, capsys: pytest.CaptureFixture[
     code, out, _ = run(["latency", "--source", str(data_dir / "traces.jsonl")], capsys)
     assert code == 0 and out.startswith("5 traces (4 operations, 1 status polls), 91 spans")
     assert re.search(r"^execution\s+4\s+250\.000\s+385\.000", out, re.M)
-    assert re.search(rf"^dynamic-sessions  {re.escape(c.SPAN_CODE_EXECUTE)}\s+4\s+0\s+250\.000", out, re.M)
+    assert re.search(rf"^{c.DYNAMIC_SESSIONS}  {re.escape(c.SPAN_CODE_EXECUTE)}\s+4\s+0\s+250\.000", out, re.M)
     # the fixtures are from 2026-09: none started within the last hour
     code, out, _ = run(["latency", "--source", str(data_dir / "traces.jsonl"), "--since", "1h"], capsys)
     assert code == 1 and out.startswith("0 traces")

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from telemetry import conventions as c
 from telemetry.analysis.jaeger_json import to_jaeger_trace
 from telemetry.analysis.latency import LatencyAnalysis
 from telemetry.analysis.trace_sources import open_source
@@ -135,7 +136,10 @@ def test_get_one_trace_and_a_missing_one(jaeger: FakeJaeger, recent: list[Trace]
 def test_a_search_window_without_traces_is_empty_not_a_fallback(jaeger: FakeJaeger) -> None:
     jaeger.traces = []
     assert list(open_source(jaeger.url).traces(since_ns=_now_ns() - 10**9)) == []
-    assert [p for p, _ in jaeger.requests] == (["/api/v3/traces"] if jaeger.v3 else ["/api/v3/traces", "/api/traces"])
+    one_search = ["/api/v3/traces"] if jaeger.v3 else ["/api/v3/traces", "/api/traces"]
+    assert [p for p, _ in jaeger.requests] == one_search * 2  # UserPortal, then "portal" of earlier traces
+    asked = [q.get("query.service_name", q.get("service")) for _, q in jaeger.requests]
+    assert asked == [[name] for name in (c.PORTAL, "portal") for _ in one_search]
 
 
 def test_jaeger_errors_and_unreachable_hosts_are_clear(jaeger: FakeJaeger) -> None:

@@ -15,7 +15,7 @@ The chain fixture (tests/analysis/builder.py, times in ms from the trace start):
                   chat 41-100
                   langchain.tool_call 110-700
                     context executeCode 112-690
-                      dynamic-sessions POST /executions 115-685
+                      DynamicSessions POST /executions 115-685
                         code_session.acquire 116-150
                         execute_tool code_interpreter 160-680
                   langchain.write_result 800-880
@@ -213,3 +213,43 @@ def test_background_work_that_closes_just_after_the_client_saw_its_end_is_still_
     names = {s.span_id: s.name for s in b.trace().spans}
     on_path = {names[s.span_id] for s in critical_path(b.trace())}
     assert c.SPAN_CODE_EXECUTE in on_path and c.SPAN_LANGCHAIN_WORKFLOW in on_path
+
+
+def _operation(activities: bool) -> TraceBuilder:
+    """A completion with FoundationaLLM's own SERVER activities inside the request spans (or without), and a
+    code session released in the background after the workflow ended, past the client's wait."""
+    b = TraceBuilder()
+    root = b.span(c.PORTAL, c.SPAN_PORTAL_SUBMIT, 0, 100)
+    post = b.span(c.PORTAL, "POST", 1, 12, root, "CLIENT")
+    core = b.server(c.CORE_API, "POST", c.ROUTE_ASYNC_COMPLETIONS, 2, 11, post)
+    if activities:  # nested in the request span, as the original's Core API does
+        core = b.span(c.CORE_API, c.SPAN_FLLM_CORE_START_COMPLETION, 2.5, 10.5, core, "SERVER")
+    call = b.span(c.CORE_API, "POST", 3, 10, core, "CLIENT")
+    orch = b.server(c.ORCHESTRATION_API, "POST", c.ROUTE_ASYNC_COMPLETIONS, 3.5, 9.5, call)
+    lang = b.server(c.LANGCHAIN_API, "POST", c.ROUTE_ASYNC_COMPLETIONS, 4, 9, orch)
+    if activities:
+        lang = b.span(c.LANGCHAIN_API, c.SPAN_FLLM_LANGCHAIN_SUBMIT, 4.5, 8.5, lang, "SERVER")
+    flow = b.span(c.LANGCHAIN_API, c.SPAN_LANGCHAIN_WORKFLOW, 8, 90, lang, "SERVER" if activities else "INTERNAL")
+    tool = b.span(c.LANGCHAIN_API, c.SPAN_LANGCHAIN_TOOL_CALL, 20, 70, flow)
+    b.span(c.DYNAMIC_SESSIONS, c.SPAN_CODE_EXECUTE, 30, 60, tool)
+    b.span(c.LANGCHAIN_API, "langchain.release_code_session", 72, 96, flow)  # nobody waits for it
+    write = b.span(c.LANGCHAIN_API, c.SPAN_LANGCHAIN_WRITE_RESULT, 73, 89, flow)
+    b.server(c.STATE_API, "PUT", c.ROUTE_OPERATION, 80, 88, write, **{c.ATTR_OPERATION_STATUS: "Completed"})
+    b.span(c.PORTAL, c.SPAN_PORTAL_WAIT, 12, 99, root)
+    return b
+
+
+def test_the_originals_server_activities_and_late_background_work_change_no_phase_and_keep_the_path() -> None:
+    plain, with_activities = _operation(False).trace(), _operation(True).trace()
+    assert trace_phases(with_activities) == trace_phases(plain)
+    phases = trace_phases(with_activities)
+    assert phases is not None and (phases["execution"], phases["result_write"], phases["poll_delay"]) == (30, 15, 11)
+    for trace in (plain, with_activities):
+        names = {s.span_id: s.name for s in trace.spans}
+        on_path: dict[str, int] = {}
+        for section in critical_path(trace):
+            on_path[names[section.span_id]] = on_path.get(names[section.span_id], 0) + section.end_ns - section.start_ns
+        # the workflow the client waited for is on the path with its interpreter run, whole; the release
+        # that outlived it only as far as the workflow ran (72-90), not to its own end
+        assert on_path[c.SPAN_CODE_EXECUTE] == 30 * MS and on_path["langchain.release_code_session"] == 18 * MS
+        assert sum(on_path.values()) == trace.root.duration_ns

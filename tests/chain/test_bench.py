@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from services.launcher import REPO
+from telemetry import conventions as c
 
 KEYS = ("e2e_p50_ms", "e2e_p95_ms", "chain_overhead_p50_ms", "tracing_overhead_ratio", "throughput_per_s",
         "code_exec_warm_p50_ms", "session_first_exec_p50_ms")
@@ -25,7 +26,7 @@ def test_callstack_bench_prints_every_figure_as_json() -> None:
     assert figures["failures"] == 0 and figures["completions"] > 0
     assert figures["e2e_p95_ms"] >= figures["e2e_p50_ms"]
     hops = figures["per_hop_self_p50_ms"]
-    assert {"core-api", "orchestration-api", "langchain-api", "state-api", "context-api"} <= set(hops)
+    assert {c.CORE_API, c.ORCHESTRATION_API, c.LANGCHAIN_API, c.STATE_API, c.CONTEXT_API} <= set(hops)
 
 
 def test_the_tracing_cost_benchmark_splits_the_cost_by_service_and_stage() -> None:
@@ -37,6 +38,7 @@ def test_the_tracing_cost_benchmark_splits_the_cost_by_service_and_stage() -> No
     figures = json.loads(completed.stdout.strip().splitlines()[-1])
     traced, untraced = figures["traced"], figures["untraced"]
     assert traced["completions"] == untraced["completions"] == 3
+    # by service process (its package), not service.name
     services = {"core-api", "orchestration-api", "langchain-api", "state-api", "context-api", "dynamic-sessions"}
     assert services <= set(traced["cpu_ms_per_completion_by_service"])
     assert services <= set(untraced["cpu_ms_per_completion_by_service"])

@@ -22,6 +22,7 @@ from services.common.settings import SettingsError, TlsSettings
 from services.common.tls import LocalTls, client_context, ensure_local_tls, outgoing_verify
 from services.context_api.config import CODE_INTERPRETER, CUSTOM_CONTAINER
 from services.context_api.providers import TokenSource
+from telemetry import conventions as c
 from tests.clients.conftest import HttpsPools
 from tests.context_api.conftest import BASE, create_body, headers_for, make_app, make_config, running
 
@@ -177,4 +178,4 @@ def test_callstack_demo_with_tls_runs_code_through_the_chain_on_an_https_pool(tm
                     url = str(attributes.get("url.full", ""))
                     if span.get("kind") == 3 and url.startswith("https://"):  # CLIENT spans over https
                         pool_calls.add((service, url.split("?")[0].rsplit("/", 1)[-1], span["name"]))
-    assert ("context-api", "executions", "POST") in pool_calls, pool_calls
+    assert (c.CONTEXT_API, "executions", "POST") in pool_calls, pool_calls

@@ -19,6 +19,7 @@ import pytest
 from services.common.settings import url_env
 from services.launcher import Chain
 from services.registry import HOPS, START_ORDER
+from telemetry import conventions as c
 from tests.cluster.client import CoreClient, code_prompt
 from tests.cluster.nginx import Nginx, free_port
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
@@ -61,7 +62,7 @@ def _a_dead_langchain_replica_fails_its_operation_naming_it(core: CoreClient, ng
     took = time.monotonic() - submitted.started
     print(f"a killed LangChain replica: {outcome['status']} naming {outcome.get('failed_hop')} after {took:.1f} s:"
           f" {outcome.get('status_message')}")
-    assert outcome["status"] == "Failed" and outcome["failed_hop"] == "langchain-api", outcome
+    assert outcome["status"] == "Failed" and outcome["failed_hop"] == c.LANGCHAIN_API, outcome
     assert took < STALE_AFTER_S + 15
 
 
@@ -96,7 +97,7 @@ def test_two_replicas_of_every_hop_behind_nginx_lose_nothing(tmp_path: Path, pos
         statuses = Counter(status for status, _, _ in outcomes)
         time.sleep(1.5)  # the last spans' batches
         broken = {}
-        expected = {HOPS[p].name for p in ("core_api", "orchestration_api", "langchain_api", "state_api")}
+        expected = {HOPS[p].service_name for p in ("core_api", "orchestration_api", "langchain_api", "state_api")}
         for _, trace_id, parent in outcomes:
             spans = receiver.trace(trace_id)
             missing, orphans = expected - {span.service for span in spans}, _broken(spans, parent)

@@ -19,6 +19,7 @@ import pytest
 from services.common.settings import DEFAULT_INSTANCE_ID
 from services.launcher import Chain, ChainError, ServiceProcess
 from services.supervisor import Supervisor
+from telemetry import conventions as c
 from tests.cluster.client import CoreClient, code_prompt
 from tests.otlp_receiver import OtlpReceiver
 from tests.wait import wait_until
@@ -78,12 +79,12 @@ def test_a_killed_state_api_is_restarted_and_the_operation_ends_within_30_s(tmp_
         assert _refused(state.url), "a dead State API's port must refuse connections, not hang callers"
         outcome = core.wait(submitted, timeout_s=30)
         elapsed = time.monotonic() - submitted.started
-        assert outcome["status"] == "Completed" or outcome.get("failed_hop") == "state-api", outcome
+        assert outcome["status"] == "Completed" or outcome.get("failed_hop") == c.STATE_API, outcome
         assert elapsed < 30
         wait_until(lambda: any("state-api is up again" in line for line in reports), "the restart", 30)
         # The record itself (not only Core's view) ends too, once LangChain's end lands on the restarted State.
         stored = wait_until(lambda: _stored_end(chain, submitted.operation_id), "the stored end", 30)
-        assert stored["status"] == "Completed" or stored["failed_hop"] == "state-api", stored
+        assert stored["status"] == "Completed" or stored["failed_hop"] == c.STATE_API, stored
         assert time.monotonic() - submitted.started < 30
         assert state.process.pid != old_pid  # type: ignore[union-attr]
         assert any("state-api exited (killed by SIGKILL); restarting" in line for line in reports), reports

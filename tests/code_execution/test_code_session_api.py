@@ -57,12 +57,33 @@ def test_output_and_stderr_are_returned(container: Harness) -> None:
     assert detail["output"] == "out\n" and detail["error"] == "warn"
 
 
-def test_code_exception_is_not_a_success(container: Harness) -> None:
-    response = execute(container, "print('partial')\nraise ValueError('bad value')", new_id())
-    assert response.status_code == 422
+ORIGINAL_FAILURE = "The code execution failed with a {} error and the following exception message: {}"
+
+
+def test_code_exception_answers_200_with_the_originals_failure_text(container: Harness) -> None:
+    response = execute(container, "import sys\nprint('partial')\nsys.stderr.write('warned\\n')\n"
+                                  "raise ValueError('bad value')", new_id())
+    assert response.status_code == 200, response.text
     detail = response.json()["detail"]
-    assert detail["output"] == "partial\n" and detail["results"] == {} and detail["status"] == "Failed"
-    assert "Traceback" in detail["error"] and "ValueError: bad value" in detail["error"]
+    # The original's fields and wording; ours beside them: partial stdout, the whole stderr, a status.
+    assert detail["results"] == "" and detail["error"] == ORIGINAL_FAILURE.format("ValueError", "bad value")
+    assert detail["output"] == "partial\n" and detail["status"] == "Failed" and detail["timed_out"] is False
+    assert detail["stderr"].startswith("warned\nTraceback") and detail["stderr"].rstrip().endswith(
+        "ValueError: bad value")
+
+
+def test_code_exception_leaves_the_server_span_unset_and_the_execute_span_error(
+    container: Harness, span_exporter,  # noqa: ANN001
+) -> None:
+    from opentelemetry.trace import SpanKind, StatusCode
+
+    span_exporter.clear()
+    assert execute(container, "1 / 0", new_id()).status_code == 200
+    spans = span_exporter.get_finished_spans()
+    [server] = [s for s in spans if s.kind == SpanKind.SERVER and "/code/execute" in s.name]
+    [code] = [s for s in spans if s.name == c.SPAN_CODE_EXECUTE]
+    assert server.status.status_code == StatusCode.UNSET
+    assert code.status.status_code == StatusCode.ERROR and code.attributes["error.type"] == "ZeroDivisionError"
 
 
 def test_missing_code_is_400_with_the_original_message(container: Harness) -> None:
@@ -141,9 +162,11 @@ def test_the_callers_timeout_ends_the_execution(container: Harness) -> None:
     identifier = new_id()
     response = container.request("POST", f"/code/execute?{QUERY}{identifier}",
                                  json={"code": "import time\ntime.sleep(30)\nprint('done')", "timeout_seconds": 1})
-    assert response.status_code == 422, response.text
+    assert response.status_code == 200, response.text
     detail = response.json()["detail"]
-    assert detail["timed_out"] is True and detail["status"] == "Failed" and "1-second timeout" in detail["error"]
+    assert detail["timed_out"] is True and detail["status"] == "Failed" and detail["results"] == ""
+    assert detail["error"].startswith(ORIGINAL_FAILURE.format("TimeoutError", "")) and "1-second timeout" in \
+        detail["error"] and "1-second timeout" in detail["stderr"]
     assert execute(container, "print('next')", identifier).json()["detail"]["output"] == "next\n"
 
 

@@ -14,6 +14,7 @@ from services.context_api.models import ContextCodeSessionRecord, ContextFileRec
 from services.core_api.store import OperationContext, OperationContexts
 from services.state_api.store import OperationStore
 from services.state_api.waiters import Waiters
+from telemetry import conventions as c
 from tests.postgres_server import PostgresServer
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -85,7 +86,7 @@ def test_stale_operations_are_found(tmp_path: Path, database_url: str | None) ->
             await store.create("i1", "op-3", None, TRACEPARENT)
             later = datetime.now(UTC).isoformat()
             before = [row["operation_id"] for row in await store.in_progress_since(later)]
-            await store.update("i1", _status("op-3", OperationStatus.FAILED, "x", "state-api"), TRACEPARENT)
+            await store.update("i1", _status("op-3", OperationStatus.FAILED, "x", c.STATE_API), TRACEPARENT)
             after = [row["operation_id"] for row in await store.in_progress_since(datetime.now(UTC).isoformat())]
             return before, after
         finally:
@@ -157,7 +158,7 @@ def test_context_records_on_both_backends(tmp_path: Path, database_url: str | No
 
 def test_core_operation_contexts_on_both_backends(tmp_path: Path, database_url: str | None) -> None:
     ctx = OperationContext(id="op-5", instance_id="i1", agent_name="a", session_id="s", upn=None,
-                           route="orchestration-api", start_time=1_790_000_000.123456, traceparent=TRACEPARENT)
+                           route=c.ORCHESTRATION_API, start_time=1_790_000_000.123456, traceparent=TRACEPARENT)
 
     async def main() -> None:
         first, second = OperationContexts(tmp_path, database_url), OperationContexts(tmp_path, database_url)
@@ -170,6 +171,9 @@ def test_core_operation_contexts_on_both_backends(tmp_path: Path, database_url: 
             stored = await first.get("op-5")
             assert stored is not None and stored.final == {"status": "Completed"}
             assert stored.start_time == ctx.start_time  # full precision on both
+            # stored by an earlier version, which named the hop by its deployment name: read as today's
+            await first.insert(OperationContext(**{**ctx.__dict__, "id": "op-6", "route": "gatekeeper-api"}))
+            assert (await first.get("op-6")).route == c.GATEKEEPER_API  # type: ignore[union-attr]
         finally:
             first.close()
             second.close()
@@ -206,5 +210,99 @@ def test_the_sweep_names_the_hop_that_stopped_writing(tmp_path: Path, database_u
             store.close()
 
     ended = asyncio.run(main())
-    assert ended["op-before"][0] == "state-api" and ended["op-before"][1].startswith("state-api: the State API")
-    assert ended["op-after"][0] == "langchain-api" and "the worker that ran it stopped" in ended["op-after"][1]
+    assert ended["op-before"][0] == c.STATE_API and ended["op-before"][1].startswith(f"{c.STATE_API}: the State API")
+    assert ended["op-after"][0] == c.LANGCHAIN_API and "the worker that ran it stopped" in ended["op-after"][1]
+
+
+def test_exactly_one_claim_of_an_operation_is_acquired(tmp_path: Path, database_url: str | None) -> None:
+    """Worker replicas race to claim one operation through two State replicas: one claim wins, every
+    other answer names the winner; an ended operation cannot be claimed; a claim never moves."""
+
+    def running(n: int) -> dict:
+        return {"operation_id": "op-7", "status": "InProgress", "status_message": f"run by {n}", "upn": "u@x"}
+
+    async def main() -> None:
+        stores = [OperationStore(tmp_path, database_url) for _ in range(2)]
+        try:
+            await stores[0].create("i1", "op-7", "u@x", TRACEPARENT)
+            answers = await asyncio.gather(*(stores[n % 2].claim("i1", running(n), f"{c.LANGCHAIN_API}@r{n}", "")
+                                             for n in range(24)))
+            winners = [(row, holder) for row, holder, acquired in answers if acquired]
+            assert len(winners) == 1, answers
+            row, winner = winners[0]
+            assert row["status_message"] == f"run by {winner.rsplit('@r', 1)[1]}"
+            assert {holder for _, holder, _ in answers} == {winner}
+            stored = await stores[1].get("op-7")
+            assert stored is not None and stored["status_message"] == row["status_message"]
+            assert stored["traceparent"] == TRACEPARENT  # the claim keeps the operation's trace
+            again = await stores[1].claim("i1", running(99), winner, "")
+            assert again[1:] == (winner, False)  # its own claim again: not a second run either
+
+            await stores[0].update("i1", _status("op-7", OperationStatus.COMPLETED, "done"), TRACEPARENT)
+            late, holder, acquired = await stores[1].claim("i1", running(100), f"{c.LANGCHAIN_API}@late", "")
+            assert (late["status"], holder, acquired) == ("Completed", winner, False)
+
+            # Failed by Orchestration before any worker claimed it: no claim, no run.
+            await stores[0].create("i1", "op-8", None, TRACEPARENT)
+            await stores[0].update("i1", _status("op-8", OperationStatus.FAILED, "x", c.ORCHESTRATION_API), "")
+            assert (await stores[1].claim("i1", {**running(1), "operation_id": "op-8"}, "w", ""))[1:] == ("", False)
+
+            # A claim of an operation State never saw creates it, claimed.
+            unseen = {**running(2), "operation_id": "op-9"}
+            row, holder, acquired = await stores[1].claim("i1", unseen, "w", TRACEPARENT)
+            assert acquired and holder == "w" and row["instance_id"] == "i1" and row["traceparent"] == TRACEPARENT
+            assert [e["status"] for e in await stores[0].logs("op-9")] == ["InProgress"]
+        finally:
+            for store in stores:
+                store.close()
+
+    asyncio.run(main())
+
+
+def test_the_sweep_names_the_claimant_that_stopped(tmp_path: Path, database_url: str | None) -> None:
+    """A claimant that stops writing heartbeats keeps its claim (no takeover: it may still be running the
+    code); the sweep fails its operation, naming LangChain and the replica."""
+    from services.state_api.app import fail_abandoned
+
+    async def main() -> tuple[dict, tuple]:
+        store = OperationStore(tmp_path, database_url)
+        try:
+            started = datetime.now(UTC).isoformat()
+            await asyncio.sleep(0.01)
+            operation = {"operation_id": "op-10", "status": "InProgress", "status_message": "running"}
+            assert (await store.claim("i1", operation, f"{c.LANGCHAIN_API}@host-1", TRACEPARENT))[2]
+            await asyncio.sleep(0.05)
+            assert await fail_abandoned(store, Waiters(), 0.04, started) == 1
+            after = await store.claim("i1", operation, f"{c.LANGCHAIN_API}@host-2", "")
+            return await store.get("op-10") or {}, after[1:]
+        finally:
+            store.close()
+
+    row, after = asyncio.run(main())
+    assert row["status"] == "Failed" and row["failed_hop"] == c.LANGCHAIN_API, row
+    assert f"the worker that ran it stopped ({c.LANGCHAIN_API}@host-1)" in row["status_message"], row
+    assert after == (f"{c.LANGCHAIN_API}@host-1", False)
+
+
+def test_core_counts_failed_polls_from_the_first_across_replicas(tmp_path: Path, database_url: str | None) -> None:
+    """Since when an operation's status could not be read: the first failed poll's time, whichever Core
+    replica saw it, until a poll reads it again."""
+    ctx = OperationContext(id="op-11", instance_id="i1", agent_name="a", session_id="s", upn=None,
+                           route=c.ORCHESTRATION_API, start_time=1_790_000_000.0, traceparent=TRACEPARENT)
+
+    async def main() -> None:
+        first, second = OperationContexts(tmp_path, database_url), OperationContexts(tmp_path, database_url)
+        try:
+            await first.insert(ctx)
+            assert (await second.get("op-11")).poll_failed_since is None  # type: ignore[union-attr]
+            assert await first.poll_failed("op-11", 100.5) == 100.5
+            assert await second.poll_failed("op-11", 107.0) == 100.5  # the streak began on the other replica
+            assert (await second.get("op-11")).poll_failed_since == 100.5  # type: ignore[union-attr]
+            await second.poll_succeeded("op-11")
+            assert (await first.get("op-11")).poll_failed_since is None  # type: ignore[union-attr]
+            assert await first.poll_failed("op-11", 200.0) == 200.0  # a new streak
+        finally:
+            first.close()
+            second.close()
+
+    asyncio.run(main())

@@ -7,6 +7,8 @@ import pytest
 from services.context_api.providers.base import SessionFile
 from services.context_api.providers.custom_container import container_result
 
+FAILURE = "The code execution failed with a ValueError error and the following exception message: bad"
+
 
 @pytest.mark.parametrize(
     ("is_success", "detail", "status", "execution_result"),
@@ -14,15 +16,24 @@ from services.context_api.providers.custom_container import container_result
         (True, {"results": {}, "output": "hi\n", "error": ""}, "Succeeded", "{}"),
         (True, {"results": {"a": "1"}, "output": "", "error": "a warning"}, "Succeeded", '{"a": "1"}'),
         # FoundationaLLM's own image answers a code exception with 200, results "" and the error.
-        (True, {"results": "", "output": "", "error": "ValueError: bad"}, "Failed", "{}"),
-        # This project's Code Session API: 422, the traceback and the partial stdout kept.
+        (True, {"results": "", "output": "", "error": FAILURE}, "Failed", "{}"),
+        # This project's Code Session API: the same 200, plus the partial stdout, the stderr and a status.
+        (True, {"results": "", "output": "partial\n", "error": FAILURE, "stderr": "Traceback ...\nValueError: bad",
+                "status": "Failed", "timed_out": False}, "Failed", "{}"),
+        # Any non-2xx (an older build answered 422) is Failed too.
         (False, {"results": {}, "output": "partial\n", "error": "Traceback ...", "status": "Failed"}, "Failed", "{}"),
     ],
 )
 def test_custom_container_answers(is_success: bool, detail: dict, status: str, execution_result: str) -> None:
     result = container_result(is_success, detail)
     assert result.status == status and result.execution_result == execution_result
-    assert result.standard_output == (detail["output"] or "") and result.error_output == detail["error"]
+    assert result.standard_output == (detail["output"] or "")
+    assert result.error_output == detail.get("stderr", detail["error"])  # the traceback when there is one
+
+
+def test_a_succeeded_answers_stderr_field_does_not_replace_its_error() -> None:
+    result = container_result(True, {"results": {}, "output": "", "error": "a warning", "stderr": "other"})
+    assert result.status == "Succeeded" and result.error_output == "a warning"
 
 
 def test_session_file_paths() -> None:

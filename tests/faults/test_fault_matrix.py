@@ -66,7 +66,8 @@ HOPS = {
     "orchestration->state": Hop(c.STATE_API, "state_api", "POST", r"/operations/[^/]+$", ladder_s("state_api")),
     "orchestration->langchain": Hop(c.LANGCHAIN_API, "langchain_api", "POST", r"/async-completions$",
                                     ladder_s("langchain_api")),
-    "langchain->state": Hop(c.STATE_API, "state_api", "PUT", r"/operations/[^/]+$", ladder_s("state_api")),
+    # LangChain's first call to State: the claim of the operation's run, with its InProgress status.
+    "langchain->state": Hop(c.STATE_API, "state_api", "POST", r"/operations/[^/]+/claim$", ladder_s("state_api")),
     "langchain->context (execute)": Hop(c.CONTEXT_API, "context_api", "POST", r"/executeCode$", CODE_TIMEOUT_S),
     "context->dynamic-sessions": Hop(c.DYNAMIC_SESSIONS, "dynamic_sessions", "POST", r"/executions\?",
                                      ladder_s("dynamic_sessions")),
@@ -81,7 +82,7 @@ def test_the_matrix_breaks_every_hop_of_the_registry() -> None:
     callees = {p for caller in called() for p in REGISTRY[caller].next_hops}
     assert {hop.proxy for hop in HOPS.values()} == callees
     for hop in HOPS.values():
-        assert hop.hop == REGISTRY[hop.proxy].name
+        assert hop.hop == REGISTRY[hop.proxy].service_name
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import base64
 import json
 import logging
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -23,28 +22,12 @@ from services.context_api.client import CodeSessionsClient
 from services.context_api.service import ATTR_SESSION_DELETED, SPAN_DELETE_SESSION
 from services.langchain_api.code_interpreter import SPAN_RELEASE_SESSION, CodeInterpreterTool, image_result
 from telemetry import conventions as c
-from tests.chain.conftest import CODE_PROMPT, LiveChain, start_chain
+from tests.chain.conftest import CODE_PROMPT, LiveChain
 from tests.chain.spans import ancestors, assert_one_connected_tree, one
 from tests.context_api.conftest import closed_port_url
-from tests.in_process_spans import capture_spans
-from tests.otlp_receiver import OtlpReceiver
 
 PLOT_PROMPT = ("Chart it:\n```python\nimport matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [3, 1, 2])\n"
                "plt.show()\nprint('drawn')\n```")
-
-
-@pytest.fixture(scope="module")
-def exporter() -> InMemorySpanExporter:
-    return capture_spans("langchain_api")
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveChain]:
-    receiver = OtlpReceiver().start()
-    chain = start_chain(tmp_path_factory.mktemp("release"), receiver.endpoint)
-    yield LiveChain(chain, receiver)
-    chain.stop()
-    receiver.stop()
 
 
 def pool_sessions(live: LiveChain) -> int:
@@ -103,9 +86,10 @@ def test_a_displayed_figure_reaches_the_completion_content_as_an_image(live: Liv
     message = status.json()["result"]
     [shown] = [item for item in message["content"] if item["type"] == "image"]
     assert shown["format"] == "png" and shown["base64_data"] == images[0]["base64_data"]
-    # The model (and the analysis results) got the result without its pixels.
-    [analysis] = result["analysis_results"]
-    assert '"type": "image"' in analysis["tool_output"] and "base64_data" not in analysis["tool_output"]
+    # The model (and the tool's ToolExecution artifact) got the result without its pixels.
+    [tool] = [a for a in result["content_artifacts"] if a["type"] == "ToolExecution"]
+    told = tool["metadata"]["tool_result"]
+    assert '"type": "image"' in told and "base64_data" not in told and result["analysis_results"] == []
 
 
 def tool_against(url: str, provider: str = "AzureContainerAppsCodeInterpreter") -> CodeInterpreterTool:

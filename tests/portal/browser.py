@@ -114,8 +114,14 @@ class Browser:
     def text_of(self, element_id: str) -> str:
         return self.evaluate(f"document.getElementById({json.dumps(element_id)}).textContent")
 
-    def screenshot(self, path: Path) -> bytes:
-        data = base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"])
+    def screenshot(self, path: Path, full_page: bool = False) -> bytes:
+        """The viewport, or with ``full_page`` the whole page however far it scrolls."""
+        params: dict[str, Any] = {"format": "png"}
+        if full_page:
+            size = self.call("Page.getLayoutMetrics")["cssContentSize"]
+            params.update(captureBeyondViewport=True, clip={"x": 0, "y": 0, "width": size["width"],
+                                                            "height": size["height"], "scale": 1})
+        data = base64.b64decode(self.call("Page.captureScreenshot", **params)["data"])
         path.write_bytes(data)
         return data
 

@@ -131,7 +131,7 @@ def test_core_failures_become_gateway_errors(fake_core: FakeCore, span_exporter:
 
     response = with_portal(fake_core, work)
     assert response.status_code == 502
-    assert "core-api" in response.json()["detail"] and "Access denied" in response.json()["detail"]
+    assert c.CORE_API in response.json()["detail"] and "Access denied" in response.json()["detail"]
 
 
 def test_waits_are_bounded(fake_core: FakeCore, span_exporter: InMemorySpanExporter) -> None:

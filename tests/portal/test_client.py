@@ -138,7 +138,7 @@ def test_core_errors_name_the_status_and_the_detail(
         ask(fake_core, "hi", instance_id="00000000-0000-0000-0000-00000000ffff")
     assert raised.value.status_code == 403
     assert raised.value.detail == "Access denied. Invalid instance ID."
-    assert "core-api" in str(raised.value) and "403" in str(raised.value)
+    assert c.CORE_API in str(raised.value) and "403" in str(raised.value)
     (submit,) = spans_named(span_exporter, c.SPAN_PORTAL_SUBMIT)
     assert submit.status.status_code is StatusCode.ERROR
     assert submit.attributes[c.ATTR_FAILED_HOP] == c.CORE_API
@@ -161,7 +161,7 @@ def test_an_unreachable_core_is_named() -> None:
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     with pytest.raises(CoreUnavailableError) as raised:
         ask(FakeCore(url=url), "anyone there?")
-    assert str(raised.value).startswith("core-api: could not be reached at " + url)
+    assert str(raised.value).startswith(f"{c.CORE_API}: could not be reached at " + url)
 
 
 def test_an_operation_that_never_ends_times_out(fake_core: FakeCore, span_exporter: InMemorySpanExporter) -> None:

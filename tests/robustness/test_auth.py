@@ -191,7 +191,8 @@ def test_state_api_refuses_operation_ids_outside_the_rule(live: FaultChain, name
     for method, path, body in (("POST", "", {"upn": "developer@localhost"}), ("GET", "", None),
                                ("PUT", "", {"operation_id": BAD_OPERATION_IDS[name], "status": "InProgress"}),
                                ("GET", "/logs", None), ("GET", "/result", None),
-                               ("POST", "/result", {"operation_id": BAD_OPERATION_IDS[name]})):
+                               ("POST", "/result", {"operation_id": BAD_OPERATION_IDS[name]}),
+                               ("POST", "/claim", {"claimant": "LangChainAPI@host-1"})):
         answer = httpx.request(method, f"{base}/{operation_id}{path}", json=body, headers=headers, timeout=10)
         assert answer.status_code == 400, (method, path, answer.status_code, answer.text[:300])
         assert answer.headers["content-type"].startswith("application/json")

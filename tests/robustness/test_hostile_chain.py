@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from services.launcher import REPO
+from telemetry import conventions as c
 from tests.faults.harness import FaultChain, Outcome, start_fault_chain, stop_fault_chain
 from tests.hostile_code import FORK_BOMB, memory_bomb
 from tests.otlp_receiver import OtlpReceiver
@@ -367,5 +368,5 @@ def test_a_failed_operation_keeps_none_of_its_files(hostile: FaultChain, agent: 
         failed = hostile.run(f"Run this:\n```python\n{code}\n```", agent, token=token)
     finally:
         state.clear()
-    assert failed.status == "Failed" and failed.body.get("failed_hop") == "state-api", failed.body
+    assert failed.status == "Failed" and failed.body.get("failed_hop") == c.STATE_API, failed.body
     assert blobs(hostile) == before

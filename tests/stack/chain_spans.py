@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from services.common.settings import SERVICE_PORTS, service_name
+from services.registry import HOPS
 from telemetry import conventions as c
 from tests.stack.spanmetrics_model import SPAN_KINDS, Span
 
@@ -17,6 +17,9 @@ INSTANCE = "00000000-0000-0000-0000-000000000001"
 OPERATION = "7f1c0e4e-2a4b-4d43-9a57-3c2f7f3f9b11"
 SESSION = "a0f3a5c1d2"
 STATUSES = ("STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR")
+# A service's host in compose and Kubernetes (its deployment name: server.address of the calls to it) and port.
+HOST = {hop.service_name: hop.name for hop in HOPS.values()}
+PORT = {hop.service_name: hop.port for hop in HOPS.values()}
 
 
 def _resource(service: str) -> dict[str, Any]:
@@ -39,10 +42,10 @@ def _server(service: str, method: str, route: str, status: int = 200, **attrs: A
 
 
 def _client(service: str, method: str, target: str, path: str, status: int = 200) -> Span:
-    port = dict((service_name(p), port) for p, port in SERVICE_PORTS.items())[target]
+    host, port = HOST[target], PORT[target]
     attributes = {
-        "http.request.method": method, "server.address": target, "server.port": port,
-        "url.full": f"http://{target}:{port}{path.replace('{instanceId}', INSTANCE)}",
+        "http.request.method": method, "server.address": host, "server.port": port,
+        "url.full": f"http://{host}:{port}{path.replace('{instanceId}', INSTANCE)}",
         "http.response.status_code": status,
     }
     return Span(service, method, "SPAN_KIND_CLIENT", attributes=attributes, resource=_resource(service))
@@ -50,6 +53,12 @@ def _client(service: str, method: str, target: str, path: str, status: int = 200
 
 def _internal(service: str, name: str, **attrs: Any) -> Span:
     return Span(service, name, "SPAN_KIND_INTERNAL", attributes=attrs, resource=_resource(service))
+
+
+def _activity(service: str, name: str) -> Span:
+    """FoundationaLLM's own activities: SERVER spans without HTTP attributes, inside a request's span."""
+    return Span(service, name, "SPAN_KIND_SERVER", attributes={c.ATTR_OPERATION_ID: OPERATION},
+                resource=_resource(service))
 
 
 def conventions_run() -> list[Span]:
@@ -65,6 +74,7 @@ def conventions_run() -> list[Span]:
         _internal(c.PORTAL, c.SPAN_PORTAL_POLL, **{c.ATTR_POLL_COUNT: 3}),
         _client(c.PORTAL, "GET", c.CORE_API, c.ROUTE_COMPLETION_STATUS),
         _server(c.CORE_API, "POST", c.ROUTE_ASYNC_COMPLETIONS, 202),
+        _activity(c.CORE_API, c.SPAN_FLLM_CORE_START_COMPLETION),
         _server(c.CORE_API, "GET", c.ROUTE_COMPLETION_STATUS),
         _client(c.CORE_API, "POST", c.GATEKEEPER_API, c.ROUTE_ASYNC_COMPLETIONS, 202),
         _client(c.CORE_API, "GET", c.STATE_API, c.ROUTE_OPERATION),
@@ -78,7 +88,8 @@ def conventions_run() -> list[Span]:
         _client(c.ORCHESTRATION_API, "POST", c.LANGCHAIN_API, c.ROUTE_ASYNC_COMPLETIONS, 202),
         _server(c.LANGCHAIN_API, "POST", c.ROUTE_ASYNC_COMPLETIONS, 202),
         _client(c.LANGCHAIN_API, "PUT", c.STATE_API, c.ROUTE_OPERATION),
-        _internal(c.LANGCHAIN_API, c.SPAN_LANGCHAIN_WORKFLOW),
+        _activity(c.LANGCHAIN_API, c.SPAN_FLLM_LANGCHAIN_SUBMIT),
+        _activity(c.LANGCHAIN_API, c.SPAN_LANGCHAIN_WORKFLOW),
         _internal(c.LANGCHAIN_API, f"{c.SPAN_CHAT_PREFIX} local-deterministic"),
         _internal(c.LANGCHAIN_API, c.SPAN_LANGCHAIN_TOOL_CALL, **{c.ATTR_GEN_AI_TOOL_NAME: "code_interpreter"}),
         _client(c.LANGCHAIN_API, "POST", c.CONTEXT_API, c.ROUTE_EXECUTE_CODE),
@@ -128,6 +139,9 @@ def read_otlp_json_lines(path: Path) -> list[Span]:
             continue
         for resource_spans in json.loads(line).get("resourceSpans", []):
             resource = _attributes(resource_spans.get("resource", {}).get("attributes"))
+            if resource.get("service.name") in c.SERVICE_NAMES_BEFORE:  # recorded before the services' renaming
+                resource |= {"service.name": c.service_name_now(str(resource["service.name"])),
+                             "service.namespace": c.SERVICE_NAMESPACE}
             for scope_spans in resource_spans.get("scopeSpans", []):
                 for span in scope_spans.get("spans", []):
                     spans.append(Span(
@@ -145,8 +159,8 @@ def read_otlp_json_lines(path: Path) -> list[Span]:
 
 def as_in_compose(spans: list[Span]) -> list[Span]:
     """A recording made on loopback (random ports) as compose would see it: each client span's
-    server.address is the host of the service whose server span it called, i.e. that service's name."""
-    callee = {s.parent_id: s.service for s in spans if s.kind == "SPAN_KIND_SERVER" and s.parent_id}
+    server.address is the host of the service whose server span it called, i.e. that service's compose name."""
+    callee = {s.parent_id: HOST[s.service] for s in spans if s.kind == "SPAN_KIND_SERVER" and s.parent_id}
     return [
         replace(s, attributes={**s.attributes, "server.address": callee[s.span_id]})
         if s.kind == "SPAN_KIND_CLIENT" and s.span_id in callee else s

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from telemetry import conventions as c
 from tests.stack import promql
 from tests.stack.spanmetrics_model import ANY, Series, resolve_env
 
@@ -90,7 +91,7 @@ def jaeger_spm_queries() -> list[tuple[str, str]]:
     calls = f"{ns}_calls" + ("_total" if backend.get("normalize_calls") else "")
     unit = {"ms": "milliseconds", "s": "seconds"}[backend.get("latency_unit", "ms")]
     bucket = f"{ns}_duration" + (f"_{unit}" if backend.get("normalize_duration") else "") + "_bucket"
-    sel = 'service_name=~"core-api", span_kind=~"SPAN_KIND_SERVER"'
+    sel = f'service_name=~"{c.CORE_API}", span_kind=~"SPAN_KIND_SERVER"'
     err = f'{sel}, status_code="STATUS_CODE_ERROR"'
     by = "by (service_name, span_name)"
     return [

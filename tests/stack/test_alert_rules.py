@@ -42,12 +42,13 @@ def test_every_alert_has_summary_description_runbook_and_severity() -> None:
 
 def test_every_hop_has_a_stopped_reporting_rule() -> None:
     hops = {r["labels"]["hop"] for r in alert_rules() if r["alert"] == "HopStoppedReporting"}
-    assert hops == {HOPS[package].name for package in called()}  # the portal is the user's side: nobody calls it
+    assert hops == {HOPS[package].service_name for package in called()}  # the portal is the user's side
+    host = {hop.service_name: hop.name for hop in HOPS.values()}
     for rule in alert_rules():
-        if rule["alert"] == "HopStoppedReporting":
-            assert f'absent_over_time(traces_span_metrics_calls_total{{service_name="{rule["labels"]["hop"]}"}}' in (
-                rule["expr"]
-            )
+        if rule["alert"] == "HopStoppedReporting":  # silent under its service.name, called at its host
+            hop = rule["labels"]["hop"]
+            assert f'absent_over_time(traces_span_metrics_calls_total{{service_name="{hop}"}}' in rule["expr"]
+            assert f'server_address="{host[hop]}"' in rule["expr"]
 
 
 def test_every_alert_is_unit_tested_firing_and_silent() -> None:
@@ -69,7 +70,7 @@ def _mutated_run(tmp_path: Path, rules: str | None = None, tests: str | None = N
 
 @pytest.mark.promtool
 def test_a_wrong_expectation_fails(tmp_path: Path) -> None:
-    wrong = RULE_TESTS.read_text().replace("service_name: orchestration-api", "service_name: core-api", 1)
+    wrong = RULE_TESTS.read_text().replace("service_name: OrchestrationAPI", "service_name: CoreAPI", 1)
     result = _mutated_run(tmp_path, tests=wrong)
     assert result.returncode == 1, result.stdout
 

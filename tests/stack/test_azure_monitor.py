@@ -57,11 +57,29 @@ def test_kql_uses_application_insights_tables_and_the_chain_names() -> None:
         for key in re.findall(r'Properties\["([^"]+)"\]', kql):
             assert key in ATTRIBUTES, f"{path.name}: {key} is not a conventions.py attribute"
         for name in re.findall(r'\bName (?:==|endswith) "([^"]+)"', kql):
-            assert name in {c.SPAN_CODE_EXECUTE, f"POST {c.ROUTE_ASYNC_COMPLETIONS}"} or c.ROUTE_EXECUTE_CODE.endswith(
-                name
-            ), f"{path.name}: {name} is no span of the chain"
+            spans = {c.SPAN_CODE_EXECUTE, f"POST {c.ROUTE_ASYNC_COMPLETIONS}", c.SPAN_FLLM_CORE_START_COMPLETION}
+            assert name in spans or c.ROUTE_EXECUTE_CODE.endswith(name), f"{path.name}: {name} is no span of the chain"
         # Cloud role names are "<service.namespace>.<service.name>": strip the namespace, never match exactly.
-        assert 'AppRoleName ==' not in kql
+        assert 'AppRoleName ==' not in kql and "AppRoleName endswith" not in kql
+        for hop in re.findall(r'\bHop == "([^"]+)"', kql):
+            assert hop in c.CHAIN_SERVICES, f"{path.name}: {hop} is no service.name of the chain"
+
+
+def test_kql_hop_is_the_service_name_from_either_exporter() -> None:
+    # What both Azure Monitor exporters send as the cloud role: ours (_get_cloud_role of the Python exporter)
+    # and FoundationaLLM's .NET one concatenate "<service.namespace>.<service.name>".
+    from azure.monitor.opentelemetry.exporter._utils import _get_cloud_role
+    from opentelemetry.sdk.resources import Resource
+
+    from telemetry.setup import TelemetrySettings, resource_for
+
+    ours = _get_cloud_role(resource_for(TelemetrySettings(service_name=c.CORE_API, data_dir=AZURE)))
+    assert ours == f"{c.SERVICE_NAMESPACE}.{c.CORE_API}" == "FoundationaLLM.CoreAPI"
+    assert _get_cloud_role(Resource({"service.name": "CoreAPI"})) == "CoreAPI"
+    for path in _kql_files():
+        for pattern in re.findall(r'replace_regex\(AppRoleName, @"([^"]+)", ""\)', path.read_text()):
+            assert re.sub(pattern, "", ours) == re.sub(pattern, "", "CoreAPI") == c.CORE_API, path.name
+    assert "isnotempty(Url)" in (AZURE / "alerts" / "HopServerErrorRatioHigh.kql").read_text()  # not activities
 
 
 def test_queries_for_latency_and_for_one_trace() -> None:

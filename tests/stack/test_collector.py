@@ -24,7 +24,8 @@ SIGNALS = {"traces", "metrics", "logs"}
 CONNECTOR_SIGNALS = {"span_metrics": ("traces", "metrics"), "forward": None}  # None: same signal both sides
 DEPRECATED_TYPES = {"spanmetrics", "otlphttp", "azuremonitor", "logging", "tailsampling", "memorylimiter"}
 # Hops a recording may not have used (gatekeeper bypassed, the other code session provider).
-OPTIONAL_HOPS = {label: {c.GATEKEEPER_API, c.CODE_SESSION_API} for label in ("service_name", "server_address")}
+OPTIONAL_HOPS = {"service_name": {c.GATEKEEPER_API, c.CODE_SESSION_API},
+                 "server_address": {chain_spans.HOST[c.GATEKEEPER_API], chain_spans.HOST[c.CODE_SESSION_API]}}
 
 
 def _ms(text: str) -> float:
@@ -140,7 +141,9 @@ def test_the_same_against_a_recorded_end_to_end_run() -> None:
         'traces_span_metrics_calls_total{status_code="ERROR"}',
         "sum by (url_path) (rate(traces_span_metrics_calls_total[5m]))",  # raw paths are not a dimension
         'traces_span_metrics_calls_total{http_route=~".*00000000-0000-0000-0000-000000000001.*"}',
-        'traces_span_metrics_calls_total{service_name="dynamic-sessions", span_name="POST /code/execute"}',
+        f'traces_span_metrics_calls_total{{service_name="{c.DYNAMIC_SESSIONS}", span_name="POST /code/execute"}}',
+        'traces_span_metrics_calls_total{service_name="core-api"}',  # the deployment name, not service.name
+        f'traces_span_metrics_calls_total{{server_address="{c.CORE_API}"}}',  # a host is the deployment name
         "foundationallm_code_execution_duration_bucket",  # no unit suffix
         "foundationallm_operations",  # no _total
         'foundationallm_code_session_acquisitions_total{result="hot"}',

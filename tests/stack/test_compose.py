@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 import pytest
 from compose_spec import PyCompose
 
-from services.common.settings import API_KEY_ENV, SERVICE_PORTS, service_name, url_env
+from services.common.settings import API_KEY_ENV, SERVICE_PORTS, deployed_name, url_env
 from services.context_api.config import parse_endpoints
 from tests.stack.stack_files import (
     COMPOSE,
@@ -25,7 +25,7 @@ from tests.stack.stack_files import (
     merge,
 )
 
-CHAIN = {service_name(pkg): pkg for pkg in SERVICE_PORTS}
+CHAIN = {deployed_name(pkg): pkg for pkg in SERVICE_PORTS}  # compose services by their deployment names
 CONTEXT_ENDPOINT_ENV = {
     "FLLM_CODE_INTERPRETER_ENDPOINTS": "dynamic-sessions",
     "CONTEXTAPI_CODEEXECUTION_CUSTOMCONTAINER": "code-session-api",

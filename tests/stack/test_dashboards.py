@@ -107,3 +107,25 @@ def test_services_own_metrics_sit_next_to_the_span_metrics() -> None:
         names = prometheus_names(inst.name, inst.unit, inst.kind, exporter)
         assert any(n in exprs for n in names), f"{inst.name} is on no dashboard"
     assert "traces_span_metrics_calls_total" in exprs
+
+
+def test_server_span_queries_by_hop_count_http_requests_only() -> None:
+    # FoundationaLLM's activities (AsyncCompletions_StartCompletionOperation, langchainapi_*) are SERVER spans
+    # inside a request's span: a selector over a hop's SERVER spans that names no span must keep to the
+    # HTTP ones (http_route set), or one request counts twice in its rate, errors and latency.
+    from tests.stack.stack_files import all_queries
+
+    checked = 0
+    for where, expr in all_queries():
+        if where.startswith("jaeger"):
+            continue  # Jaeger's Monitor tab lists every span name apart
+        for selector in promql.parse(expr).selectors:
+            matchers = {(m.label, m.op): m.value for m in selector.matchers}
+            names_spans = {("span_name", "="), ("span_name", "=~")} & set(matchers)
+            if matchers.get(("span_kind", "=")) == "SPAN_KIND_SERVER" and not names_spans:
+                assert matchers.get(("http_route", "!=")) == "", f"{where}: {selector}"
+                checked += 1
+    assert checked >= 10
+    series = span_metric_series(collector_config(), chain_spans.conventions_run())
+    activities = [s for s in series if s.labels.get("span_name") == frozenset({c.SPAN_FLLM_CORE_START_COMPLETION})]
+    assert activities and all("http_route" not in s.labels for s in activities)  # what the filter leaves out

@@ -76,8 +76,8 @@ def test_spans_reach_azure_monitor_and_otlp_once_each(state_api: tuple[Chain, In
         [s for s in receiver.spans if s.name == route]), 20.0), (ingestion.paths, receiver.spans)
     receiver.wait_for(lambda: False, 0.5)
     request = requests_in_azure()[0]
-    assert request["tags"]["ai.cloud.role"] == f"{c.SERVICE_NAMESPACE}.{c.STATE_API}" or \
-        request["tags"]["ai.cloud.role"].endswith(c.STATE_API)
+    # the cloud role a FoundationaLLM deployment's State API has: "<service.namespace>.<service.name>"
+    assert request["tags"]["ai.cloud.role"] == f"{c.SERVICE_NAMESPACE}.{c.STATE_API}" == "FoundationaLLM.StateAPI"
     assert request["data"]["baseData"]["responseCode"] == "200"
     assert all(path.rstrip("/").endswith("v2.1/track") for path in ingestion.paths)
     # One server span per request, whichever exporter: no double instrumentation.

@@ -51,7 +51,7 @@ def _app() -> FastAPI:
 
     @app.get("/unavailable")
     async def unavailable() -> JSONResponse:
-        return JSONResponse({"detail": "down", "failed_hop": "context-api"}, status_code=503)
+        return JSONResponse({"detail": "down", "failed_hop": c.CONTEXT_API}, status_code=503)
 
     @app.get("/slow")
     async def slow() -> dict[str, str]:
@@ -94,7 +94,7 @@ def server(spans: InMemorySpanExporter) -> Iterator[str]:
     thread.join(5)
 
 
-def _call(url: str, path: str, hop: str = "state-api", timeout: float = 5.0) -> httpx.Response | HopError:
+def _call(url: str, path: str, hop: str = c.STATE_API, timeout: float = 5.0) -> httpx.Response | HopError:
     async def go() -> httpx.Response | HopError:
         try:
             with hop_span("caller.step"):
@@ -178,15 +178,15 @@ def test_a_failed_hop_names_the_hop_behind_it_and_records_one_exception(
     server: str, spans: InMemorySpanExporter
 ) -> None:
     spans.clear()
-    error = _call(server, "/unavailable", hop="langchain-api")
-    assert isinstance(error, HopError) and error.hop == "context-api" and error.status_code == 503
+    error = _call(server, "/unavailable", hop=c.LANGCHAIN_API)
+    assert isinstance(error, HopError) and error.hop == c.CONTEXT_API and error.status_code == 503
     finished = _wait_for(spans, 3)
     client, step = _one(finished, SpanKind.CLIENT), next(s for s in finished if s.name == "caller.step")
     assert client.status.status_code is StatusCode.ERROR
     assert dict(client.attributes or {})["http.response.status_code"] == 503
     events = [e for s in finished for e in s.events if e.name == "exception"]
     assert len(events) == 1 and events[0] in step.events
-    assert dict(step.attributes or {})[c.ATTR_FAILED_HOP] == "context-api"
+    assert dict(step.attributes or {})[c.ATTR_FAILED_HOP] == c.CONTEXT_API
 
 
 def test_a_refused_connection_is_a_hop_that_could_not_be_reached(spans: InMemorySpanExporter) -> None:
@@ -195,8 +195,8 @@ def test_a_refused_connection_is_a_hop_that_could_not_be_reached(spans: InMemory
     port = sock.getsockname()[1]
     sock.close()  # nothing listens there now
     spans.clear()
-    error = _call(f"http://127.0.0.1:{port}", "/anything", hop="state-api")
-    assert isinstance(error, HopError) and error.hop == "state-api"
+    error = _call(f"http://127.0.0.1:{port}", "/anything", hop=c.STATE_API)
+    assert isinstance(error, HopError) and error.hop == c.STATE_API
     assert "could not be reached" in error.reason
     client = _one(_wait_for(spans, 2), SpanKind.CLIENT)
     assert client.status.status_code is StatusCode.ERROR
@@ -206,5 +206,5 @@ def test_a_refused_connection_is_a_hop_that_could_not_be_reached(spans: InMemory
 
 def test_a_hop_that_answers_too_late_timed_out(server: str, spans: InMemorySpanExporter) -> None:
     spans.clear()
-    error = _call(server, "/slow", hop="state-api", timeout=0.3)
+    error = _call(server, "/slow", hop=c.STATE_API, timeout=0.3)
     assert isinstance(error, HopError) and "did not answer GET /slow in time" in error.reason

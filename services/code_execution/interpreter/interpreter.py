@@ -17,12 +17,15 @@ import linecache
 import os
 import sys
 import time
-import traceback
 import types
-from typing import Any
 
 from . import protocol, sandbox
 from . import results as cell_results
+
+# typing is not imported at run time: every sandbox's start pays for each module it imports.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 CELL_PREFIX = "<cell-"
 RESULT_VALUE_LIMIT = 1024 * 1024
@@ -157,6 +160,8 @@ def named_results(names: list[str], namespace: dict[str, Any]) -> dict[str, str]
 
 
 def _user_traceback(error: BaseException) -> str:
+    import traceback  # only for a failure: not at every sandbox's start
+
     tb = error.__traceback__
     while tb is not None and not tb.tb_frame.f_code.co_filename.startswith(CELL_PREFIX):
         tb = tb.tb_next

@@ -14,8 +14,10 @@ unprivileged user namespaces and the code runs as the server's uid.
 
 from __future__ import annotations
 
+import compileall
 import json
 import os
+import py_compile
 import shutil
 import subprocess
 import sys
@@ -25,6 +27,7 @@ from pathlib import Path
 PACKAGE_DIR = str(Path(__file__).resolve().parent)
 SANDBOX_PACKAGE = "/sandbox/fllm_interpreter"
 MNT_DATA = "/mnt/data"
+MPL_CACHE = "/tmp/.cache/matplotlib"  # matplotlib's cache folder in the sandbox (HOME=/tmp)
 BOOTSTRAP = "import sys; sys.path.insert(0, {where!r}); from {package}.interpreter import main; main()"
 # The whole environment code gets: nothing of the server's (no FLLM_*, no tokens).
 CHILD_ENV = {
@@ -94,6 +97,21 @@ class LaunchSpec:
     shm_bytes: int = 64 * 1024 * 1024
     deny_network: bool = True
     preimport: list[str] = field(default_factory=list)  # imported before the interpreter is ready
+    package_dir: str = PACKAGE_DIR  # this package, or its compiled copy (install_package)
+    font_lists: list[str] = field(default_factory=list)  # matplotlib's, bound read-only (code_execution.fonts)
+
+
+def install_package(target: Path) -> str:
+    """A copy of this package in ``target``, compiled: without it, every sandbox would compile the modules
+    the server never imports (-B: never cached) at each start. Unchecked-hash .pyc files: nothing changes
+    the copy, so the interpreter reads them without checking the sources. Returns the copy's folder."""
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(PACKAGE_DIR, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    compileall.compile_dir(target, quiet=1, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    for folder, _, _ in os.walk(target):
+        os.chmod(folder, 0o755)
+    return str(target)
 
 
 def bwrap_command(spec: LaunchSpec, bwrap: str = "bwrap") -> list[str]:
@@ -109,12 +127,16 @@ def bwrap_command(spec: LaunchSpec, bwrap: str = "bwrap") -> list[str]:
     args += ["--proc", "/proc", "--dev", "/dev"]
     args += ["--perms", "1777", "--size", str(spec.shm_bytes), "--tmpfs", "/dev/shm"]
     args += ["--perms", "1777", "--size", str(spec.tmp_bytes), "--tmpfs", "/tmp"]
+    if spec.font_lists:  # matplotlib's cache folder with its font list in it (it needs the folder writable)
+        args += ["--perms", "1777", "--dir", os.path.dirname(MPL_CACHE), "--perms", "1777", "--dir", MPL_CACHE]
+        for font_list in spec.font_lists:
+            args += ["--ro-bind", font_list, f"{MPL_CACHE}/{os.path.basename(font_list)}"]
     read_only = read_only_paths(spec.site_packages)
     args += _open_parents([*read_only, SANDBOX_PACKAGE, MNT_DATA, "/var/tmp"])
     for path in read_only:
         args += ["--ro-bind", path, path]
     args += _root_links()
-    args += ["--ro-bind", PACKAGE_DIR, SANDBOX_PACKAGE]
+    args += ["--ro-bind", spec.package_dir, SANDBOX_PACKAGE]
     args += ["--symlink", "/tmp", "/var/tmp"]
     args += ["--bind", spec.data_dir, MNT_DATA, "--chdir", MNT_DATA]
     config = {"uid": spec.uid if privileged else None, "limits": spec.limits, "site_packages": spec.site_packages,
@@ -128,9 +150,9 @@ def direct_command(spec: LaunchSpec) -> list[str]:
     """No bwrap on this host: the interpreter alone, with its rlimits and uid (reported as unsandboxed)."""
     config = {"uid": spec.uid if os.geteuid() == 0 else None, "limits": spec.limits,
               "site_packages": spec.site_packages, "cwd": spec.data_dir, "env": CHILD_ENV,
-              "package_parent": os.path.dirname(PACKAGE_DIR), "preimport": spec.preimport}
-    package = os.path.basename(PACKAGE_DIR)
-    bootstrap = BOOTSTRAP.format(where=os.path.dirname(PACKAGE_DIR), package=package)
+              "package_parent": os.path.dirname(spec.package_dir), "preimport": spec.preimport}
+    package = os.path.basename(spec.package_dir)
+    bootstrap = BOOTSTRAP.format(where=os.path.dirname(spec.package_dir), package=package)
     return [python_executable(), "-I", "-S", "-B", "-c", bootstrap, json.dumps(config)]
 
 

@@ -11,7 +11,11 @@ from __future__ import annotations
 import json
 import os
 import struct
-from typing import Any
+
+# typing is not imported at run time: every sandbox's start pays for each module it imports.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 HEADER = struct.Struct(">I")
 MAX_FRAME = 64 * 1024 * 1024

@@ -14,13 +14,16 @@ Standard library only: matplotlib is touched only when the code imported it.
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import math
 import sys
 import warnings
-from typing import Any
+
+# typing is not imported at run time: every sandbox's start pays for each module it imports.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_JSON_DEPTH = 32
 FIGURE_DPI = 100
@@ -65,6 +68,8 @@ def is_figure(value: Any) -> bool:
 
 
 def _png(figure: Any) -> dict[str, str] | str:
+    import base64  # only with a figure: not at every sandbox's start
+
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=FIGURE_DPI, bbox_inches="tight")
     if buffer.tell() > MAX_IMAGE_BYTES:

@@ -12,7 +12,11 @@ import contextlib
 import os
 import resource
 import signal
-from typing import Any
+
+# typing is not imported at run time: every sandbox's start pays for each module it imports.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 RLIMITS = {
     "address_space": resource.RLIMIT_AS,

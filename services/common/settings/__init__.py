@@ -10,6 +10,7 @@ from services.common.settings.chain import (
     DEFAULT_INSTANCE_ID,
     SERVICE_PORTS,
     Settings,
+    deployed_name,
     service_name,
     url_env,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "StoreSettings",
     "TelemetrySwitches",
     "TlsSettings",
+    "deployed_name",
     "parse_endpoints",
     "service_name",
     "url_env",

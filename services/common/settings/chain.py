@@ -63,6 +63,7 @@ class Settings(FllmSettings):
     code_timeout_s: PositiveFloat = 60.0  # the Python tool -> Context API timeout of the original
     hop_timeout_s: PositiveFloat = 30.0
     operation_stale_after_s: PositiveFloat = 120.0
+    poll_failure_limit_s: PositiveFloat = 20.0  # Core: status unreadable this long ends it Failed
 
     @classmethod
     def settings_customise_sources(
@@ -102,7 +103,12 @@ API_KEY_ENV: dict[str, str] = {package: hop.api_key_env for package, hop in HOPS
 
 
 def service_name(package: str) -> str:
-    """service.name of a package (``core_api`` -> ``core-api``)."""
+    """service.name of a package, FoundationaLLM's (``core_api`` -> ``CoreAPI``)."""
+    return HOPS[package].service_name if package in HOPS else package.replace("_", "-")
+
+
+def deployed_name(package: str) -> str:
+    """A package's name in deployments: compose service, host, log file (``core_api`` -> ``core-api``)."""
     return HOPS[package].name if package in HOPS else package.replace("_", "-")
 
 

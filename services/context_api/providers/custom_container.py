@@ -61,15 +61,18 @@ class CustomContainerProvider(PoolClient):
 
 
 def container_result(is_success: bool, detail: dict[str, Any]) -> CodeExecutionResult:
-    """Failed when the container says so: a non-2xx (this project's Code Session API answers 422 for a
-    code exception), or the original image's 200 whose ``results`` is ``""`` beside an ``error``."""
+    """Failed when the container says so. A code exception answers 200 with ``results`` ``""`` beside the
+    "The code execution failed with a ..." ``error`` (the original image and this project's Code Session API,
+    which adds ``status`` "Failed" and the whole ``stderr``, traceback included: that is the error output
+    then). Unlike the original Context API, such an answer is Failed here; so is any non-2xx."""
     results = detail.get("results")
     error = str(detail.get("error") or "")
+    stderr = detail.get("stderr")
     original_exception = isinstance(results, str) and not results and bool(error.strip())
     failed = not is_success or detail.get("status") == "Failed" or original_exception
     return CodeExecutionResult(
         status="Failed" if failed else "Succeeded",
         execution_result=results if isinstance(results, str) and results else json.dumps(results or {}),
         standard_output=str(detail.get("output") or ""),
-        error_output=error,
+        error_output=stderr if failed and isinstance(stderr, str) and stderr.strip() else error,
     )
