@@ -142,6 +142,14 @@ def hop_span(
             raise
 
 
+@contextmanager
+def activity(name: str, attributes: Mapping[str, AttributeValue | None]) -> Iterator[Span]:
+    """One of FoundationaLLM's own activities: kind SERVER, a child of the current span, as the original
+    starts them (its .NET ActivitySources and its Python telemetry alike)."""
+    with hop_span(name, attributes, kind=SpanKind.SERVER) as span:
+        yield span
+
+
 async def traced(name: str, work: Callable[[], Awaitable[T]], **attributes: AttributeValue | None) -> T:
     with hop_span(name, attributes):
         return await work()

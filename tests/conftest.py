@@ -8,9 +8,12 @@ Folders whose every test is of one tier are marked here; a test elsewhere that n
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.postgres_server import PostgresServer, postgres_server
 
 TESTS = Path(__file__).resolve().parent
 
@@ -40,3 +43,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         tier = tier_of(item.path)
         if tier is not None and item.get_closest_marker(tier) is None:
             item.add_marker(getattr(pytest.mark, tier))
+
+
+# One PostgreSQL server for every test that needs one (each takes databases of its own: new_database()).
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    with postgres_server() as server:
+        if server is None:
+            pytest.skip("Debian's postgresql is not installed (apt-get install postgresql; .ci/run does)")
+        yield server

@@ -14,6 +14,17 @@ FORK_BOMB = (
 )
 
 
+# Writes 6 x 100 MB under /mnt/data until the disk quota stops it; prints [bytes written, errno].
+DISK_BOMB = (
+    "import json\nwritten, error = 0, None\nchunk = b'x' * (8 * 1024 * 1024)\n"
+    "try:\n    for n in range(6):\n        with open(f'/mnt/data/big{n}.bin', 'wb') as f:\n"
+    "            for _ in range(100 * 1024 * 1024 // len(chunk)):\n"
+    "                f.write(chunk)\n                written += len(chunk)\n"
+    "except OSError as e:\n    error = e.errno\n"
+    "print(json.dumps([written, error]))"
+)
+
+
 def memory_bomb(children: int, megabytes: int) -> str:
     """``children`` processes each filling ``megabytes``; prints their exit codes (-9: OOM-killed)."""
     return (

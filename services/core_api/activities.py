@@ -5,15 +5,11 @@ hash of the UPN, never the UPN itself."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-
-from opentelemetry.trace import Span, SpanKind
 from opentelemetry.util.types import AttributeValue
 
 from services.common.models import UnifiedUserIdentity
 from telemetry import conventions as c
-from telemetry.context import hashed, hop_span
+from telemetry.context import hashed
 
 
 def upn_tag(upn: str | None) -> str:
@@ -27,13 +23,6 @@ def identity_tags(instance_id: str, identity: UnifiedUserIdentity | None) -> dic
         c.TAG_FLLM_UPN: upn_tag(identity.upn if identity else None),
         c.TAG_FLLM_USER_ID: (identity.user_id if identity else None) or c.TAG_FLLM_NOT_AVAILABLE,
     }
-
-
-@contextmanager
-def activity(name: str, tags: Mapping[str, AttributeValue | None]) -> Iterator[Span]:
-    """A CoreAPI activity: kind SERVER, as the original starts it, a child of the current server span."""
-    with hop_span(name, tags, kind=SpanKind.SERVER) as span:
-        yield span
 
 
 def start_completion_tags(instance_id: str, operation_id: str, conversation_id: str | None,

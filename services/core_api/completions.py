@@ -23,12 +23,20 @@ from services.common.models import (
     OperationStatus,
     UnifiedUserIdentity,
 )
-from services.core_api.activities import activity, start_completion_tags
+from services.core_api.activities import start_completion_tags
 from services.core_api.messages import agent_message
 from services.core_api.store import OperationContext, OperationContexts
 from services.orchestration_api.client import AsyncCompletionsClient
 from telemetry import conventions as c
-from telemetry.context import annotate, current_traceparent, hop_span, link_to, operation_baggage, trace_id_of
+from telemetry.context import (
+    activity,
+    annotate,
+    current_traceparent,
+    hop_span,
+    link_to,
+    operation_baggage,
+    trace_id_of,
+)
 
 OPERATION_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 MAX_OPERATION_S = 30 * 60

@@ -20,9 +20,10 @@ from services.auth.entry import caller
 from services.common.errors import ServiceError
 from services.common.hop_client import HopClient
 from services.common.models import UnifiedUserIdentity
-from services.core_api.activities import activity, files_download_tags
+from services.core_api.activities import files_download_tags
 from services.core_api.instance import core_instance
 from telemetry import conventions as c
+from telemetry.context import activity
 
 CONTEXT_PROVIDER = "FoundationaLLM.Context"
 FILE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,255}")  # file-{yyyyMMdd-HHmmss}-{base64url guid}

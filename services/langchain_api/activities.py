@@ -7,15 +7,10 @@ X-USER-IDENTITY JSON; here there is no such tag, only the user's id in foundatio
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-
-from opentelemetry.trace import Span, SpanKind
-
 from services.common.models import UnifiedUserIdentity
 from services.langchain_api.models import LLMCompletionRequest
 from telemetry import conventions as c
-from telemetry.context import AttributeValue, hop_span
+from telemetry.context import AttributeValue
 
 
 def workflow_span(template: str, workflow: str) -> str:
@@ -42,9 +37,3 @@ def plugin_tags(request: LLMCompletionRequest) -> dict[str, AttributeValue | Non
         c.ATTR_OPERATION_ID: request.operation_id,
     }
 
-
-@contextmanager
-def activity(name: str, tags: Mapping[str, AttributeValue | None]) -> Iterator[Span]:
-    """One of the original's SERVER activities: a child of the current span, as it starts them."""
-    with hop_span(name, tags, kind=SpanKind.SERVER) as span:
-        yield span

@@ -14,12 +14,12 @@ from fastapi.responses import JSONResponse
 from services.common.auth import internal_hop, user_identity
 from services.common.errors import HopError
 from services.common.models import LongRunningOperation, OperationStatus
-from services.langchain_api.activities import activity, request_tags
+from services.langchain_api.activities import request_tags
 from services.langchain_api.models import LLMCompletionRequest
 from services.langchain_api.workflow import AgentWorkflow, WorkflowContext
 from services.state_api.client import StateClient
 from telemetry import conventions as c
-from telemetry.context import annotate, spawn
+from telemetry.context import activity, annotate, spawn
 
 log = logging.getLogger("foundationallm.langchain_api")
 router = APIRouter()

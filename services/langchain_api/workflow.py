@@ -40,7 +40,7 @@ from services.common.models import (
     UnifiedUserIdentity,
 )
 from services.context_api.client import CodeSessionsClient
-from services.langchain_api.activities import activity, plugin_tags, request_tags, workflow_span
+from services.langchain_api.activities import plugin_tags, request_tags, workflow_span
 from services.langchain_api.chat_models import TITLE_INSTRUCTION, ChatModel, ModelTurn, ToolCall
 from services.langchain_api.code_interpreter import CodeInterpreterTool, ToolResult
 from services.langchain_api.content import (
@@ -52,7 +52,7 @@ from services.langchain_api.content import (
 from services.langchain_api.models import LLMCompletionRequest
 from services.state_api.client import StateClient
 from telemetry import conventions as c
-from telemetry.context import SpanKind, annotate, hop_span, record_failure, spawn
+from telemetry.context import SpanKind, activity, annotate, hop_span, record_failure, spawn
 
 log = logging.getLogger("foundationallm.langchain_api")
 MAX_MODEL_CALLS = 4

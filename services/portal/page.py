@@ -6,18 +6,11 @@ from __future__ import annotations
 import html
 
 from services.portal import traces_page
-from services.portal.waterfall_assets import CSS, JS
+from services.portal.waterfall_assets import CSS, JS, page_head
 
 AGENTS = ("code-interpreter", "custom-container-coder")
 
-_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="icon" href="data:,">
-<title>FoundationaLLM User Portal (callstack)</title>
-<style nonce="__NONCE__">__CSS__
+_PAGE = page_head("FoundationaLLM User Portal (callstack)") + """\
   main { max-width: 72rem; margin: 0 auto 2rem; padding: 0 1.2rem; }
   form { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 1rem; margin-top: 1rem; }
   label { font-weight: 600; display: block; margin-bottom: .3rem; font-size: .9rem; }

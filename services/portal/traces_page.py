@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="icon" href="data:,">
-<title>Traces · FoundationaLLM User Portal (callstack)</title>
-<style nonce="__NONCE__">
-__CSS__
+from services.portal.waterfall_assets import page_head
+
+PAGE = page_head("Traces · FoundationaLLM User Portal (callstack)") + """\
   main { max-width: 84rem; margin: 0 auto 2rem; padding: 0 1.2rem; }
   .bar-row { display: flex; justify-content: space-between; align-items: center; gap: 1rem; }
   select, button.page { font: inherit; font-size: .85rem; }

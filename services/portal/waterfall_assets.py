@@ -1,10 +1,23 @@
-"""CSS and JS shared by the portal's pages: the trace waterfall, the phase bar, number formatting.
+"""The head, CSS and JS shared by the portal's pages: the trace waterfall, the phase bar, number formatting.
 
 Everything is built with DOM calls and textContent (nothing received is parsed as HTML); positions are
 set through the CSSOM (element.style), which the page's nonce-only CSP allows.
 """
 
 from __future__ import annotations
+
+
+def page_head(title: str) -> str:
+    """A page's start, up to its own CSS: the shared CSS and the nonce are filled in when it is rendered."""
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
+<title>{title}</title>
+<style nonce="__NONCE__">__CSS__
+"""
 
 CSS = """
   :root { --bg:#f4f5f7; --panel:#fff; --line:#e1e4e8; --text:#1f2328; --muted:#656d76; --accent:#0969da;

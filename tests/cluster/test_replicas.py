@@ -10,7 +10,6 @@ import signal
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from telemetry import conventions as c
 from tests.cluster.client import CoreClient, code_prompt
 from tests.cluster.nginx import Nginx, free_port
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
-from tests.postgres_server import PostgresServer, postgres_server
+from tests.postgres_server import PostgresServer
 from tests.wait import wait_until
 
 pytestmark = pytest.mark.chain
@@ -31,14 +30,6 @@ SINGLE = ("dynamic_sessions", "code_session_api", "portal")
 REPLICATED = tuple(p for p in START_ORDER if p not in SINGLE)
 COMPLETIONS = 500
 STALE_AFTER_S = 8  # a LangChain replica that died is noticed after this (heartbeats every 2 s)
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    with postgres_server() as server:
-        if server is None:
-            pytest.skip("Debian's postgresql is not installed (apt-get install postgresql; .ci/run does)")
-        yield server
 
 
 def _broken(spans: list[ReceivedSpan], root_parent: str) -> list[str]:

@@ -20,7 +20,7 @@ from services.code_execution import ExecutionSpec, Executor, SandboxLimits
 from services.code_execution.config import MIB
 from services.code_execution.sessions import Session
 from tests.code_execution.conftest import API, AUTH, Harness, LoopThread, make_config, settings_for
-from tests.hostile_code import FORK_BOMB, memory_bomb
+from tests.hostile_code import DISK_BOMB, FORK_BOMB, memory_bomb
 from tests.wait import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -212,15 +212,7 @@ def test_filling_mnt_data_fails_with_enospc_and_spares_the_disk(hostile: Harness
     identifier = new_id()
     disk = hostile.executor.config.sessions_dir
     before = os.statvfs(disk)
-    code = (
-        "import json\nwritten, error = 0, None\nchunk = b'x' * (8 * 1024 * 1024)\n"
-        "try:\n    for n in range(6):\n        with open(f'/mnt/data/big{n}.bin', 'wb') as f:\n"
-        "            for _ in range(100 * 1024 * 1024 // len(chunk)):\n"
-        "                f.write(chunk)\n                written += len(chunk)\n"
-        "except OSError as e:\n    error = e.errno\n"
-        "print(json.dumps([written, error]))"
-    )
-    written, error = value(hostile, identifier, code)  # type: ignore[misc]
+    written, error = value(hostile, identifier, DISK_BOMB)  # type: ignore[misc]
     after = os.statvfs(disk)
     assert error in (errno.ENOSPC, errno.EDQUOT) and written <= LIMITS.disk_bytes
     grown = (before.f_bfree - after.f_bfree) * after.f_frsize

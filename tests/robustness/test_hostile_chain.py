@@ -27,7 +27,7 @@ import pytest
 from services.launcher import REPO
 from telemetry import conventions as c
 from tests.faults.harness import FaultChain, Outcome, start_fault_chain, stop_fault_chain
-from tests.hostile_code import FORK_BOMB, memory_bomb
+from tests.hostile_code import DISK_BOMB, FORK_BOMB, memory_bomb
 from tests.otlp_receiver import OtlpReceiver
 from tests.wait import wait_until
 
@@ -233,16 +233,6 @@ def test_a_memory_bomb_of_children_stays_within_the_sessions_memory(hostile: Fau
         return
     codes = json.loads(text.strip().splitlines()[-1])
     assert codes.count(0) < 2 and -9 in codes, codes  # 2 x 600 MB: a child past the session's 1 GB was killed
-
-
-DISK_BOMB = (
-    "import json\nwritten, error = 0, None\nchunk = b'x' * (8 * 1024 * 1024)\n"
-    "try:\n    for n in range(6):\n        with open(f'/mnt/data/big{n}.bin', 'wb') as f:\n"
-    "            for _ in range(100 * 1024 * 1024 // len(chunk)):\n"
-    "                f.write(chunk)\n                written += len(chunk)\n"
-    "except OSError as e:\n    error = e.errno\n"
-    "print(json.dumps([written, error]))"
-)
 
 
 @both
