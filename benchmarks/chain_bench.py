@@ -1,10 +1,10 @@
 """End-to-end latency of the whole chain, the cost of tracing, throughput, per-hop time, code execution.
 
 Starts two copies of the real chain side by side (every service its own process on loopback): one
-traced (the embedded traces.jsonl exporter AND OTLP/HTTP to a local receiver process), one untraced
-(``OTEL_SDK_DISABLED=true``). A ``print(1)`` prompt goes through Core API as the portal sends it
-(``PortalClient``: submit, then a long-poll ``?wait=`` on the status), alternately to each chain, so
-both see the same machine load. Then:
+traced as a deployment traced to a collector is (OTLP/HTTP only, to a local receiver process that spools
+the raw exports; the embedded traces.jsonl exporter off), one untraced (``OTEL_SDK_DISABLED=true``).
+A ``print(1)`` prompt goes through Core API as the portal sends it (``PortalClient``: submit, then a
+long-poll ``?wait=`` on the status), alternately to each chain, so both see the same machine load. Then:
 
 1. end to end: submission until the client sees ``Completed``; split into the interpreter's own time
    (``code.execution.time_ms`` of the ``execute_tool code_interpreter`` span) and the chain overhead;
@@ -12,7 +12,7 @@ both see the same machine load. Then:
    each round (the two chains back to back), the median over the rounds;
 3. throughput: completions per second with ``concurrency`` clients (closed loop), failures counted;
 4. per hop: median time each service adds to one completion (self time of its server and internal
-   spans, from the traced chain's traces.jsonl; status polls excluded);
+   spans, from the receiver's spool decoded after the run into OTLP/JSON lines; status polls excluded);
 5. code execution at the Dynamic Sessions emulator (benchmarks/code_execution_bench.py).
 
     .venv/bin/python benchmarks/chain_bench.py [--runs 60] [--seconds 8] [--concurrency 8] [--json]
@@ -27,7 +27,6 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,11 +35,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.otlp_sink import otlp_receiver, spool_to_jsonl
 from services.auth.client_tokens import bearer_source
 from services.code_execution.cgroups import CgroupLimits
 from services.code_execution.sessions import SessionManager
 from services.common.settings import DEFAULT_INSTANCE_ID
-from services.launcher import REPO, Chain
+from services.launcher import Chain
 from services.portal.client import PortalClient
 from telemetry import conventions as c
 from telemetry.analysis.latency import percentile, self_times
@@ -48,32 +48,6 @@ from telemetry.analysis.phases import is_poll_trace
 from telemetry.analysis.trace_sources import FileSource
 
 PROMPT = "Run this, please:\n```python\nprint(1)\n```"
-# An OTLP/HTTP endpoint that takes every export (keep-alive, as a collector) and answers an empty
-# Export*ServiceResponse (b"" in protobuf). It does not decode: what a collector does with the spans
-# is not the services' cost, and a Python decoder on the same 2 cores would be charged to tracing.
-RECEIVER = """
-import sys, threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-class Sink(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
-server.daemon_threads = True
-threading.Thread(target=server.serve_forever, daemon=True).start()
-print(f"http://127.0.0.1:{server.server_address[1]}", flush=True)
-sys.stdin.read()
-"""
 CHAIN_ENV: dict[str, str] = {}  # the pool's own cooldown: each completion deletes its session when done
 
 
@@ -105,20 +79,6 @@ def stats(values: list[float]) -> dict[str, float]:
         return {}
     return {"p50_ms": round(statistics.median(ordered), 2), "p95_ms": round(percentile(ordered, 95), 2),
             "min_ms": round(ordered[0], 2), "n": len(ordered)}
-
-
-@contextlib.contextmanager
-def otlp_receiver() -> Iterator[str]:
-    """An OTLP/HTTP sink in its own process; yields its endpoint."""
-    process = subprocess.Popen([sys.executable, "-c", RECEIVER], cwd=REPO, stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
-    try:
-        assert process.stdout is not None
-        yield process.stdout.readline().strip()
-    finally:
-        assert process.stdin is not None
-        process.stdin.close()
-        process.wait(10)
 
 
 async def ask(side: Side) -> tuple[float, str, int] | None:
@@ -230,14 +190,16 @@ def code_execution(runs: int, cold_runs: int) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def side_by_side(data_dir: Path, otlp_endpoint: str, env: dict[str, str] | None = None) -> Iterator[list[Side]]:
-    """A traced chain (traces.jsonl and OTLP to ``otlp_endpoint``) and an untraced one, started; both
-    stopped at the end (SIGTERM: the services flush their spans)."""
+def side_by_side(data_dir: Path, otlp_endpoint: str, env: dict[str, str] | None = None,
+                 telemetry_file: bool = False) -> Iterator[list[Side]]:
+    """A traced chain (OTLP to ``otlp_endpoint``; with ``telemetry_file``, traces.jsonl too) and an untraced
+    one, started; both stopped at the end (SIGTERM: the services flush their spans)."""
     uids = uid_bases()
     common = {**CHAIN_ENV, **(env or {})}
     sides = [
         Side("traced", Chain(data_dir / "traced", ephemeral_ports=True, env={
-            **common, "FLLM_CODE_UID_BASE": uids[0], "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint})),
+            **common, "FLLM_CODE_UID_BASE": uids[0], "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint,
+            "FLLM_TELEMETRY_FILE": "on" if telemetry_file else "off"})),
         Side("untraced", Chain(data_dir / "untraced", ephemeral_ports=True, env={
             **common, "FLLM_CODE_UID_BASE": uids[1], "OTEL_SDK_DISABLED": "true"})),
     ]
@@ -258,11 +220,14 @@ def unmount_sessions(chain: Chain) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="chain-bench-") as tmp, otlp_receiver() as endpoint:
-        with side_by_side(Path(tmp), endpoint) as sides:
+    with tempfile.TemporaryDirectory(prefix="chain-bench-") as tmp:
+        spool = Path(tmp) / "otlp-traces.spool"
+        with otlp_receiver(spool) as endpoint, side_by_side(Path(tmp), endpoint) as sides:
             asyncio.run(measure(sides, args))
         traced, untraced = sides
-        traces = analyse_traces(traced, traced.chain.data_dir / "traces.jsonl")
+        decoded = Path(tmp) / "otlp-traces.jsonl"  # the receiver has exited: every export is in the spool
+        spans = spool_to_jsonl(spool, decoded)
+        traces = {**analyse_traces(traced, decoded), "spans_exported": spans}
     code = code_execution(args.code_runs, args.cold_runs) if args.code_runs else {}
     return report(traced, untraced, traces, code, args)
 
@@ -295,6 +260,7 @@ def report(traced: Side, untraced: Side, traces: dict[str, Any], code: dict[str,
         "completions": traced.completions + untraced.completions,
         "settings": {"runs": args.runs, "concurrency": args.concurrency, "seconds": args.seconds,
                      "rounds": args.rounds, "cores": os.cpu_count(), "traces_analysed": traces["traces_analysed"],
+                     "spans_exported": traces.get("spans_exported"),
                      "rates_traced": [round(r, 2) for r in traced.rates],
                      "rates_untraced": [round(r, 2) for r in untraced.rates]},
         "code_execution": code,

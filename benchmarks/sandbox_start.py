@@ -4,9 +4,9 @@ Every completion of the chain takes a new sandbox from the warm pool and the poo
 so this cycle is paid once per completion. Measured through the real executor (slots, cgroups, tmpfs,
 ``WorkerProcess``), in rounds that alternate two interpreter packages on the same machine state:
 
-- ``baseline``: a git revision's (``--baseline HEAD`` by default) interpreter package, bound as sources
-  (as the executor did before it installed a compiled copy), started by that revision's
-  ``process.WorkerProcess``;
+- ``baseline``: a git revision's (``--baseline HEAD`` by default) interpreter package, compiled as that
+  revision's executor installs it (bound as sources where it did not: before ``launcher.install_package``),
+  started by that revision's ``process.WorkerProcess`` speaking that revision's ``protocol``;
 - ``current``: this tree's package, installed by the executor as it does at start (``install_package``),
   started by this tree's ``WorkerProcess``.
 
@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import compileall
 import contextlib
 import importlib.util
 import json
 import os
+import py_compile
 import resource
 import statistics
 import subprocess
@@ -48,6 +50,7 @@ from services.code_execution.process import WorkerProcess
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE_PATH = "services/code_execution/interpreter"
 CGROUP_NAME = "fllm-bench-sandbox-start"
+BASELINE_MODULE = "baseline_fllm_interpreter"  # the baseline's interpreter package, as the server imports it
 Spawn = Callable[[list[str], SessionCgroup | None, float], Awaitable[Any]]
 
 
@@ -101,7 +104,8 @@ def _git_show(revision: str, path: str) -> bytes:
 
 
 def baseline_package(revision: str, into: Path) -> str:
-    """The interpreter package's sources at ``revision`` (no compiled files, as the source tree's own)."""
+    """The interpreter package at ``revision``: compiled as ``launcher.install_package`` compiles it where that
+    revision has it (its executor runs such a copy), else its sources alone (as its executor bound them)."""
     folder = into / "fllm_interpreter"
     folder.mkdir(parents=True)
     names = subprocess.run(["git", "ls-tree", "--name-only", f"{revision}:{PACKAGE_PATH}"], cwd=REPO,
@@ -109,18 +113,33 @@ def baseline_package(revision: str, into: Path) -> str:
     for name in names:
         if name.endswith(".py"):
             (folder / name).write_bytes(_git_show(revision, f"{PACKAGE_PATH}/{name}"))
+    if b"def install_package(" in (folder / "launcher.py").read_bytes():
+        compileall.compile_dir(folder, quiet=1, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
     return str(folder)
 
 
-def baseline_spawn(revision: str, into: Path) -> Spawn:
-    """``WorkerProcess.spawn`` of ``revision``'s process.py (loaded beside this tree's modules)."""
-    path = into / "baseline_process.py"
-    path.write_bytes(_git_show(revision, "services/code_execution/process.py"))
-    spec = importlib.util.spec_from_file_location("baseline_process", path)
+def _load(name: str, path: Path, package: bool = False) -> Any:
+    locations = [str(path.parent)] if package else None
+    spec = importlib.util.spec_from_file_location(name, path, submodule_search_locations=locations)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.WorkerProcess.spawn  # type: ignore[no-any-return]
+    sys.modules[name] = module
+    writes, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # a sources-only baseline stays one
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.dont_write_bytecode = writes
+    return module
+
+
+def baseline_spawn(revision: str, into: Path, package: str) -> Spawn:
+    """``WorkerProcess.spawn`` of ``revision``'s process.py, loaded beside this tree's modules but with its own
+    revision's interpreter package (``protocol``, ``launcher``) in place of this tree's."""
+    _load(BASELINE_MODULE, Path(package) / "__init__.py", package=True)
+    path = into / "baseline_process.py"
+    source = _git_show(revision, "services/code_execution/process.py")
+    path.write_bytes(source.replace(b"services.code_execution.interpreter.", f"{BASELINE_MODULE}.".encode()))
+    return _load("baseline_process", path).WorkerProcess.spawn  # type: ignore[no-any-return]
 
 
 async def _ticker(late_ms: list[float]) -> None:
@@ -168,8 +187,9 @@ async def measure(cycles: int, rounds: int, revision: str) -> dict[str, Any]:
         config = ExecutorConfig(sessions_dir=Path(tmp) / "sessions", pool_size=0)
         executor = Executor(config, "bench")
         await executor.start()
+        package = baseline_package(revision, Path(tmp) / "baseline")
         variants = {
-            "baseline": (baseline_package(revision, Path(tmp) / "baseline"), baseline_spawn(revision, Path(tmp))),
+            "baseline": (package, baseline_spawn(revision, Path(tmp), package)),
             "current": (executor.host.package_dir, WorkerProcess.spawn),
         }
         samples: dict[str, list[dict[str, float]]] = {name: [] for name in variants}

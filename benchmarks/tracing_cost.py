@@ -2,13 +2,14 @@
 and the traced chain's telemetry stage by stage (benchmarks/telemetry_cost.py, put in each service process by
 benchmarks/cost_hook/sitecustomize.py).
 
-Two chains as in chain_bench.py (traced: traces.jsonl and OTLP/HTTP to a local receiver; untraced:
+Two chains as in chain_bench.py (traced: OTLP/HTTP to a local receiver, as a deployment traced to a
+collector, and with ``--telemetry-file`` the embedded traces.jsonl exporter too; untraced:
 ``OTEL_SDK_DISABLED=true``), both with ``FLLM_TELEMETRY_COST=on``. After a warm-up, every service starts
 a measurement (SIGUSR1), the chains answer ``--runs`` sequential ``print(1)`` completions each (taking
 turns), and every service writes what it measured (SIGUSR2). The stage wrappers cost time of their own:
 the figures say where the time goes, not what a chain without them spends (chain_bench.py says that).
 
-    .venv/bin/python -m benchmarks.tracing_cost [--runs 60] [--json]
+    .venv/bin/python -m benchmarks.tracing_cost [--runs 60] [--telemetry-file] [--json]
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.chain_bench import Side, ask, otlp_receiver, side_by_side
+from benchmarks.chain_bench import Side, ask, side_by_side
+from benchmarks.otlp_sink import otlp_receiver
 from services.auth.client_tokens import bearer_source
 from services.common.settings import DEFAULT_INSTANCE_ID
 from services.portal.client import PortalClient
@@ -103,9 +105,10 @@ def _hook_path() -> str:
     return os.pathsep.join([str(here / "cost_hook"), str(here.parent)])
 
 
-def run(runs: int, warmup: int) -> dict[str, Any]:
+def run(runs: int, warmup: int, telemetry_file: bool = False) -> dict[str, Any]:
+    env = {"FLLM_TELEMETRY_COST": "on", "PYTHONPATH": _hook_path()}
     with tempfile.TemporaryDirectory(prefix="tracing-cost-") as tmp, otlp_receiver() as endpoint, \
-            side_by_side(Path(tmp), endpoint, {"FLLM_TELEMETRY_COST": "on", "PYTHONPATH": _hook_path()}) as sides:
+            side_by_side(Path(tmp), endpoint, env, telemetry_file) as sides:
         asyncio.run(_measure(sides, runs, warmup))
         result = {side.name: _summary(side) for side in sides}
     result["tracing_cpu_ms_per_completion"] = round(
@@ -131,9 +134,11 @@ def main() -> int:
     cli = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_argument("--runs", type=int, default=60, help="sequential completions per chain")
     cli.add_argument("--warmup", type=int, default=8, help="completions per chain before measuring")
+    cli.add_argument("--telemetry-file", action="store_true",
+                     help="the traced chain writes traces.jsonl too (its exporter's cost among the stages)")
     cli.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = cli.parse_args()
-    result = run(args.runs, args.warmup)
+    result = run(args.runs, args.warmup, args.telemetry_file)
     if args.json:
         print(json.dumps(result))
     else:

@@ -24,7 +24,7 @@ from typing import Any
 
 from services.code_execution.cgroups import SessionCgroup
 from services.code_execution.interpreter.launcher import CHILD_ENV
-from services.code_execution.interpreter.protocol import HEADER, decode_header, encode_frame
+from services.code_execution.interpreter.protocol import HEADER_SIZE, decode_header, encode_frame
 
 
 class WorkerError(Exception):
@@ -248,7 +248,7 @@ def _startup_error(process: subprocess.Popen[bytes]) -> str:
 
 
 async def _read(stdout: asyncio.StreamReader) -> dict[str, Any]:
-    header = await stdout.readexactly(HEADER.size)
+    header = await stdout.readexactly(HEADER_SIZE)
     body = await stdout.readexactly(decode_header(header))
     message = json.loads(body)
     if not isinstance(message, dict):

@@ -67,10 +67,14 @@ class PostgresStore:
         conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True, row_factory=dict_row,
                                                      connect_timeout=CONNECT_TIMEOUT_S)
         if not self._schema_ready:
-            async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+            # One statement per transaction (autocommit), under a session lock: a statement locks one table
+            # at a time, so it cannot deadlock with another replica's writes taking several tables in turn.
+            await conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
+            try:
                 for statement in filter(str.strip, self._schema.split(";")):
                     await conn.execute(statement)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
             self._schema_ready = True
         return conn
 

@@ -104,6 +104,10 @@ class ContextCodeSessionRecord(_Record):
     endpoint: str
     language: str
     endpoint_provider_override: EndpointProviderOverride | None = None
+    # Not in the original: the pool's session certainly holds no files (a code-interpreter session this API
+    # created under a new identifier, nothing uploaded or executed in it since), so an upload need not list
+    # it to empty it. False whenever in doubt (and for records written before the field existed).
+    known_empty: bool = False
 
 
 class ContextCodeSessionFileUploadRecord(_Record):

@@ -39,6 +39,8 @@ FILE_ORIGIN = "code-session"
 USER_IDENTITY = "X-USER-IDENTITY"
 SPAN_DELETE_SESSION = f"DELETE {c.ROUTE_CODE_SESSION}"  # the Context API's server span of a release
 ATTR_SESSION_DELETED = "foundationallm.code_session.deleted"
+# On an upload's server span: the session was known to be empty, so it was not listed and emptied first.
+ATTR_SESSION_KNOWN_EMPTY = "foundationallm.code_session.known_empty"
 log = logging.getLogger("foundationallm.context_api")
 
 
@@ -120,6 +122,9 @@ class CodeSessionService:
             endpoint_provider=provider, endpoint=endpoint, language=request.language,
             endpoint_provider_override=override, created_by=upn, updated_by=upn,
             metadata={"agent_name": request.agent_name, "context": request.context},
+            # A code-interpreter session is a new identifier in its pool (the store keeps this only when no
+            # record ever had it); a custom container's is per conversation, reused, or a developer's own.
+            known_empty=provider == CODE_INTERPRETER,
         )
         record = await self.store.upsert_session(record)
         self._annotate(record)
@@ -152,7 +157,10 @@ class CodeSessionService:
         provider, target = self._provider(record)
         success: dict[str, bool] = {}
         annotate(session_attributes(record))
-        await provider.delete_files(target)  # as the original: the session starts from the uploaded files
+        known_empty = record.known_empty and await self.store.claim_empty(instance_id, record.upn, record.id)
+        annotate({ATTR_SESSION_KNOWN_EMPTY: known_empty})
+        if not known_empty:  # as the original: the session starts from the uploaded files
+            await provider.delete_files(target)
         for name in dict.fromkeys(file_names):
             file = await self.store.conversation_file(instance_id, record.upn, record.conversation_id, name)
             if file is None:
@@ -258,6 +266,8 @@ class CodeSessionService:
         provider, target = self._provider(record)
         attributes = {**session_attributes(record), c.ATTR_CODE_SIZE: len(code.encode())}
         annotate(attributes)
+        if record.known_empty:  # the code may write files: the session is no longer known to be empty
+            await self.store.claim_empty(instance_id, record.upn, record.id)
         result = await provider.execute(target, code, self.config.execution_timeout_s)
         annotate({
             c.ATTR_CODE_STATUS: result.status,

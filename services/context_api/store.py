@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from services.common.database import Tx, open_store
+from services.common.models import utc_now
 from services.context_api.models import (
     ContextCodeSessionFileUploadRecord,
     ContextCodeSessionRecord,
@@ -24,6 +25,7 @@ CREATE TABLE IF NOT EXISTS files (
     file_name TEXT NOT NULL, created_at TEXT NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
     record TEXT NOT NULL, PRIMARY KEY (instance_id, upn, id));
 CREATE INDEX IF NOT EXISTS files_by_name ON files (instance_id, upn, conversation_id, file_name, created_at);
+CREATE INDEX IF NOT EXISTS code_sessions_by_id ON code_sessions (id);
 """
 # PostgreSQL has no implicit rowid: the same column, explicit (the tie-break of files made at one instant).
 POSTGRES_SCHEMA = SCHEMA.replace("record TEXT NOT NULL, PRIMARY KEY (instance_id, upn, id));\nCREATE INDEX",
@@ -36,18 +38,18 @@ class ContextStore:
         self._db = open_store(data_dir, "context_api", SCHEMA, POSTGRES_SCHEMA, database_url)
 
     async def upsert_session(self, record: ContextCodeSessionRecord) -> ContextCodeSessionRecord:
-        """Insert, or update a stable (custom-container) session keeping its creation audit fields."""
+        """Insert, or update a stable (custom-container) session keeping its creation audit fields. A
+        record's ``known_empty`` stays only when no record of any user or instance ever had its id (the
+        pool's identifier): a session made again may hold what the earlier one put in it."""
 
         async def work(db: Tx) -> ContextCodeSessionRecord:
-            await db.lock(f"code_sessions/{record.instance_id}/{record.upn}/{record.id}")
-            row = await db.fetchone(
-                "SELECT record FROM code_sessions WHERE instance_id=? AND upn=? AND id=?",
-                (record.instance_id, record.upn, record.id),
-            )
-            stored = record
+            await db.lock(_session_lock(record.id))
+            rows = await db.fetchall("SELECT instance_id, upn, record FROM code_sessions WHERE id=?", (record.id,))
+            row = next((r for r in rows if (r["instance_id"], r["upn"]) == (record.instance_id, record.upn)), None)
+            stored = record.model_copy(update={"known_empty": False}) if rows else record
             if row is not None:
                 previous = ContextCodeSessionRecord.model_validate_json(row["record"])
-                stored = record.model_copy(update={"created_at": previous.created_at,
+                stored = stored.model_copy(update={"created_at": previous.created_at,
                                                    "created_by": previous.created_by})
             await db.execute(
                 "INSERT INTO code_sessions (instance_id, upn, id, deleted, record) VALUES (?,?,?,?,?)"
@@ -65,6 +67,29 @@ class ContextStore:
             (instance_id, upn, session_id),
         )
         return ContextCodeSessionRecord.model_validate_json(row["record"]) if row else None
+
+    async def claim_empty(self, instance_id: str, upn: str, session_id: str) -> bool:
+        """Whether the session was still known to be empty; it is not from now on (the caller is about to
+        put files or run code in it). Durable before the caller touches the pool, and exactly one caller
+        (of any replica) gets True."""
+
+        async def work(db: Tx) -> bool:
+            await db.lock(_session_lock(session_id))
+            row = await db.fetchone(
+                "SELECT record FROM code_sessions WHERE instance_id=? AND upn=? AND id=? AND deleted=0",
+                (instance_id, upn, session_id),
+            )
+            if row is None:
+                return False
+            record = ContextCodeSessionRecord.model_validate_json(row["record"])
+            if not record.known_empty:
+                return False
+            used = record.model_copy(update={"known_empty": False, "updated_at": utc_now()})
+            await db.execute("UPDATE code_sessions SET record=? WHERE instance_id=? AND upn=? AND id=?",
+                             (used.model_dump_json(), instance_id, upn, session_id))
+            return True
+
+        return await self._db.transaction(work)
 
     async def add_upload(self, record: ContextCodeSessionFileUploadRecord) -> None:
         await self._db.execute(
@@ -123,3 +148,8 @@ class ContextStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _session_lock(session_id: str) -> str:
+    """By the pool's identifier alone: the records of every user and instance that share it."""
+    return f"code_sessions/{session_id}"

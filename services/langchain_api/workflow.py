@@ -1,8 +1,9 @@
 """The agent workflow that runs after the 202: model turns, tool calls, progress and the final result.
 
-Progress is written as the original does (a result document, then the status), but in the background,
-off the critical path, and finished before the end is written; the final result is
-written before the final status, with a deterministic id, so a poller never reads a stale answer.
+Progress is written as the original's steps are (a result document and a status), but each step in one
+State API write (the PUT carries its result: one transaction), in the background, off the critical path,
+and finished before the end is written; the end is one write too, the final result (a deterministic id)
+with the final status, so a poller never sees the end with a stale answer.
 While the workflow runs, a heartbeat keeps the status fresh so State API can tell a dead worker.
 
 Spans, in the original's places (its LangChain activities, beside the GenAI conventions' spans):
@@ -14,7 +15,7 @@ Spans, in the original's places (its LangChain activities, beside the GenAI conv
         {workflow}_tool_call > execute_tool code_interpreter     one per tool call
         {workflow}_final_llm_call > chat {model}                 after the tool results
         {workflow}_get_conversation_name > chat {model}          new conversations only
-    langchain.write_result                     ours: the result, then the status
+    langchain.write_result                     ours: the final result and status, one write
 Unlike the original's single round, the model may ask for tools again after their results (up to
 MAX_MODEL_CALLS calls): each later call is a ``{workflow}_final_llm_call``.
 """
@@ -56,8 +57,8 @@ from telemetry.context import SpanKind, activity, annotate, hop_span, record_fai
 
 log = logging.getLogger("foundationallm.langchain_api")
 MAX_MODEL_CALLS = 4
-# The final writes are idempotent (deterministic result id, status PUT): retried while State API is
-# unreachable or failing (a restart), each attempt its own CLIENT span; ~8 s in all.
+# The final write is idempotent (deterministic result id; once ended, a repeat is refused, 409): retried
+# while State API is unreachable or failing (a restart), each attempt its own CLIENT span; ~8 s in all.
 FINAL_WRITE_ATTEMPTS = 6
 FINAL_WRITE_BACKOFF_S = 0.25
 
@@ -69,6 +70,7 @@ class WorkflowContext:
     identity: UnifiedUserIdentity
     upn: str | None
     progress: asyncio.Task[None] | None = None  # the progress writes in flight, chained in order
+    progress_step: int = 0  # the latest step queued (or the end): an earlier step not yet begun is superseded
     tools: dict[str, CodeInterpreterTool] = field(default_factory=dict)
 
 
@@ -235,26 +237,35 @@ class AgentWorkflow:
 
     def _progress(self, ctx: WorkflowContext, message: str) -> None:
         """Progress goes to State API in the background, each write after the one before, off the
-        critical path; the final result waits for it, so progress never lands after the end."""
-        ctx.progress = asyncio.get_running_loop().create_task(self._write_progress(ctx, message, ctx.progress))
+        critical path; the final result waits for it, so progress never lands after the end. A step whose
+        write has not begun when the next step (or the end) comes is superseded and not written: a poller
+        reads only the latest status, and this one would be replaced before anyone could read it."""
+        ctx.progress_step += 1
+        ctx.progress = asyncio.get_running_loop().create_task(
+            self._write_progress(ctx, message, ctx.progress, ctx.progress_step))
 
     @staticmethod
     async def _progress_written(ctx: WorkflowContext) -> None:
+        """The end is next: the progress writes begun are waited for, any not begun is superseded."""
+        ctx.progress_step += 1
         if ctx.progress is not None:
             await ctx.progress
 
-    async def _write_progress(self, ctx: WorkflowContext, message: str, before: asyncio.Task[None] | None) -> None:
+    async def _write_progress(self, ctx: WorkflowContext, message: str, before: asyncio.Task[None] | None,
+                              step: int) -> None:
         if before is not None:
             await before
+        if step != ctx.progress_step:
+            return
         operation_id = ctx.request.operation_id
-        await self._state.add_result(ctx.instance_id, operation_id,
-                                     progress_document(operation_id, message.replace(".", "...")))
-        await self._write_status(ctx, OperationStatus.IN_PROGRESS, message)
+        await self._write_status(ctx, OperationStatus.IN_PROGRESS, message,
+                                 result=progress_document(operation_id, message.replace(".", "...")))
 
     async def _write_status(self, ctx: WorkflowContext, status: OperationStatus, message: str,
-                            failed_hop: str | None = None) -> None:
+                            failed_hop: str | None = None, result: dict[str, Any] | None = None) -> None:
+        """One PUT: the status and, when given, its result document, stored together by State API."""
         operation = LongRunningOperation(operation_id=ctx.request.operation_id, status=status,
-                                         status_message=message, upn=ctx.upn, failed_hop=failed_hop)
+                                         status_message=message, upn=ctx.upn, failed_hop=failed_hop, result=result)
         await self._state.update(ctx.instance_id, operation)
 
     async def _heartbeat(self, ctx: WorkflowContext) -> None:
@@ -272,10 +283,10 @@ class AgentWorkflow:
             await self._progress_written(ctx)
         attributes = {c.ATTR_OPERATION_ID: ctx.request.operation_id, c.ATTR_OPERATION_STATUS: status.value}
         with hop_span(c.SPAN_LANGCHAIN_WRITE_RESULT, attributes):
-            # The result first, then the status: a poller that sees the end also sees the answer.
+            # The answer and the end in one write (one transaction in State): a poller that sees the end
+            # also sees the answer.
             document = response.model_dump(mode="json")
-            await _retrying(lambda: self._state.add_result(ctx.instance_id, ctx.request.operation_id, document))
-            await _retrying(lambda: self._write_status(ctx, status, message, failed_hop))
+            await _retrying(lambda: self._write_status(ctx, status, message, failed_hop, result=document))
 
 
 def _messages(request: LLMCompletionRequest) -> list[dict[str, Any]]:

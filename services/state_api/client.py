@@ -24,7 +24,8 @@ class StateClient:
         return await self._hop.call("POST", self._path(instance_id, operation_id), json=body)
 
     async def update(self, instance_id: str, operation: LongRunningOperation) -> dict[str, Any]:
-        """PUT a status; 409 means the operation had already ended (the write was refused)."""
+        """PUT a status, with ``operation.result`` (when set) stored as its latest result in the same
+        transaction; 409 means the operation had already ended (the write was refused)."""
         return await self._hop.call(
             "PUT", self._path(instance_id, operation.operation_id), json=operation.to_wire(), expect=(200, 409)
         )
@@ -47,9 +48,6 @@ class StateClient:
         if response.status_code == 404:
             return None
         return await self._hop.decode(response, "GET", "operation status")
-
-    async def add_result(self, instance_id: str, operation_id: str, document: dict[str, Any]) -> dict[str, Any]:
-        return await self._hop.call("POST", self._path(instance_id, operation_id, "/result"), json=document)
 
     async def aclose(self) -> None:
         await self._hop.aclose()

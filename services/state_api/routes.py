@@ -71,7 +71,7 @@ async def get_operation(
     annotate({c.ATTR_OPERATION_ID: operationId})
     store = _store(request)
     with _waiters(request).watching(operationId) as ended:
-        row = await store.get(operationId)
+        row, result = await store.get_with_result(operationId)
         if row is None:
             raise _not_found(operationId)
         deadline = asyncio.get_running_loop().time() + wait
@@ -84,9 +84,11 @@ async def get_operation(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(ended.wait(), min(left, RECHECK_S))
             ended.clear()
-            row = await store.get(operationId) or row
+            again, again_result = await store.get_with_result(operationId)
+            if again is not None:
+                row, result = again, again_result
     annotate({c.ATTR_OPERATION_STATUS: row["status"]})
-    return to_operation(row, await store.latest_result(operationId))
+    return to_operation(row, result)
 
 
 @router.post("/{operationId}")
@@ -111,13 +113,25 @@ async def update_operation(
     operationId: str,  # noqa: N803
     operation: LongRunningOperation,
 ) -> JSONResponse:
+    """Upsert the status (409: the operation had ended, nothing written). A ``result`` object (the original's
+    clients send null) is stored as the operation's latest result document in the same transaction, so a
+    reader sees the status and its result together; the reply then carries that result (on a 409, the one
+    stored), else null as before."""
     annotate({c.ATTR_OPERATION_ID: operationId, c.ATTR_OPERATION_STATUS: operation.status.value})
     if operation.operation_id != operationId:
         raise ServiceError(400, "operation_id does not match the operation in the route.", "operation_id")
-    row, changed = await _store(request).update(instanceId, operation.model_dump(mode="json"), current_traceparent())
+    if operation.result is not None:
+        _check_result(operation.result, operationId, "result.operation_id")
+    row, changed, result = await _store(request).update_with_result(
+        instanceId, operation.model_dump(mode="json", exclude={"result"}), operation.result, current_traceparent())
     if changed and operation.status.is_terminal:
         _waiters(request).ended(operationId)
-    return JSONResponse(to_operation(row), status_code=200 if changed else 409)
+    return JSONResponse(to_operation(row, result), status_code=200 if changed else 409)
+
+
+def _check_result(document: dict[str, Any], operation_id: str, field: str) -> None:
+    if document.get("operation_id") != operation_id:
+        raise ServiceError(400, f"{field} must be a string equal to the operation in the route.", field)
 
 
 class ClaimRequest(BaseModel):
@@ -169,8 +183,7 @@ async def add_result(
     document: dict[str, Any] = Body(...),
 ) -> dict[str, Any]:
     annotate({c.ATTR_OPERATION_ID: operationId})
-    if document.get("operation_id") != operationId:
-        raise ServiceError(400, "operation_id must be a string equal to the operation in the route.", "operation_id")
+    _check_result(document, operationId, "operation_id")
     if await _store(request).get(operationId) is None:
         raise _not_found(operationId)
     return await _store(request).add_result(operationId, document)

@@ -1,8 +1,8 @@
 """Operations, log entries and result documents in SQLite, or PostgreSQL (services/common/database.py).
 
 Unlike the original (results ordered by a 1-second ``_ts``, final result and status written
-concurrently), every result gets a sequence number, so "latest" is exact, and writers put the final
-result before the final status.
+concurrently), every result gets a sequence number, so "latest" is exact, and a status write may carry
+its result document: both are stored in one transaction, so no reader sees the end without its answer.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS claims (
     claimed_at TEXT NOT NULL
 );
 """
+LATEST_RESULT = "SELECT document FROM results WHERE operation_id = ? ORDER BY seq DESC LIMIT 1"
 COLUMNS = ("operation_id", "instance_id", "status", "status_message", "upn", "last_updated", "traceparent",
            "failed_hop")
 
@@ -104,14 +105,25 @@ class OperationStore:
         self, instance_id: str, operation: dict[str, Any], traceparent: str
     ) -> tuple[dict[str, Any], bool]:
         """Upsert an operation's status (PUT); returns the row and whether it changed anything."""
+        row, changed, _ = await self.update_with_result(instance_id, operation, None, traceparent)
+        return row, changed
 
-        async def work(db: Tx) -> tuple[dict[str, Any], bool]:
-            await db.lock(operation["operation_id"])
-            existing = await db.fetchone("SELECT * FROM operations WHERE operation_id = ?",
-                                         (operation["operation_id"],))
+    async def update_with_result(
+        self, instance_id: str, operation: dict[str, Any], result: dict[str, Any] | None, traceparent: str
+    ) -> tuple[dict[str, Any], bool, dict[str, Any] | None]:
+        """Upsert an operation's status and, when given, store ``result`` as its latest result document, in
+        one transaction; returns the row, whether it changed anything, and the operation's latest result
+        (None when no result was given: not read)."""
+        operation_id = operation["operation_id"]
+
+        async def work(db: Tx) -> tuple[dict[str, Any], bool, dict[str, Any] | None]:
+            await db.lock(operation_id)
+            existing = await db.fetchone("SELECT * FROM operations WHERE operation_id = ?", (operation_id,))
             if existing is not None and OperationStatus(existing["status"]).is_terminal:
-                return dict(existing), False  # an ended operation stays ended: a late write cannot revive it
-            return await _write(db, existing, instance_id, operation, traceparent), True
+                # An ended operation stays ended, its answer too: a late write, result and all, is refused.
+                return dict(existing), False, await _latest(db, operation_id) if result is not None else None
+            stored = await _add_result(db, operation_id, result) if result is not None else None
+            return await _write(db, existing, instance_id, operation, traceparent), True, stored
 
         # Only an end is fsynced on its own: an InProgress status is superseded by the next write, and the
         # end's fsync also flushes every write before it (the final result included).
@@ -147,6 +159,18 @@ class OperationStore:
     async def get(self, operation_id: str) -> dict[str, Any] | None:
         return await self._db.fetchone("SELECT * FROM operations WHERE operation_id = ?", (operation_id,))
 
+    async def get_with_result(self, operation_id: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """The operation and its latest result, read in one statement (one snapshot, on either backend): never
+        a status with a result written after it, or before a result written with it."""
+        row = await self._db.fetchone(
+            "SELECT operations.*, (SELECT document FROM results WHERE results.operation_id = operations.operation_id"
+            " ORDER BY seq DESC LIMIT 1) AS latest_document FROM operations WHERE operations.operation_id = ?",
+            (operation_id,))
+        if row is None:
+            return None, None
+        document = row.pop("latest_document")
+        return row, json.loads(document) if document is not None else None
+
     async def list(self, instance_id: str) -> list[dict[str, Any]]:
         rows = await self._db.fetchall(
             "SELECT * FROM operations WHERE instance_id = ? ORDER BY last_updated DESC LIMIT 1000", (instance_id,)
@@ -171,36 +195,39 @@ class OperationStore:
         """Store a result document; a given ``id`` makes the write idempotent, else one is assigned."""
 
         async def work(db: Tx) -> dict[str, Any]:
-            await db.lock(f"{operation_id}/results")
-            result_id = document.get("id") or ""
-            if result_id:
-                existing = await db.fetchone(
-                    "SELECT document FROM results WHERE operation_id = ? AND id = ?", (operation_id, result_id)
-                )
-                if existing is not None:
-                    return json.loads(existing["document"])
-            seq = (await db.fetchone(
-                "SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM results WHERE operation_id = ?", (operation_id,)
-            ))["seq"]
-            stored = {
-                **document,
-                "id": result_id or f"{operation_id}-{seq}",
-                "type": "LongRunningOperationResult",
-                "sequence": seq,
-            }
-            await db.execute(
-                "INSERT INTO results VALUES (?, ?, ?, ?)", (operation_id, seq, stored["id"], json.dumps(stored))
-            )
-            return stored
+            return await _add_result(db, operation_id, document)
 
         # Durable with the status that ends the operation (written after it, fsynced): see SqliteStore.
         return await self._db.transaction(work, durable=False)
 
     async def latest_result(self, operation_id: str) -> dict[str, Any] | None:
-        row = await self._db.fetchone(
-            "SELECT document FROM results WHERE operation_id = ? ORDER BY seq DESC LIMIT 1", (operation_id,)
-        )
+        row = await self._db.fetchone(LATEST_RESULT, (operation_id,))
         return json.loads(row["document"]) if row is not None else None
+
+
+async def _add_result(db: Tx, operation_id: str, document: dict[str, Any]) -> dict[str, Any]:
+    """Store a result document with the next sequence number; a document whose ``id`` is stored already
+    is not stored again (the stored one is returned)."""
+    await db.lock(f"{operation_id}/results")
+    result_id = document.get("id") or ""
+    if result_id:
+        existing = await db.fetchone(
+            "SELECT document FROM results WHERE operation_id = ? AND id = ?", (operation_id, result_id)
+        )
+        if existing is not None:
+            return json.loads(existing["document"])
+    seq = (await db.fetchone(
+        "SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM results WHERE operation_id = ?", (operation_id,)
+    ))["seq"]
+    stored = {**document, "id": result_id or f"{operation_id}-{seq}", "type": "LongRunningOperationResult",
+              "sequence": seq}
+    await db.execute("INSERT INTO results VALUES (?, ?, ?, ?)", (operation_id, seq, stored["id"], json.dumps(stored)))
+    return stored
+
+
+async def _latest(db: Tx, operation_id: str) -> dict[str, Any] | None:
+    row = await db.fetchone(LATEST_RESULT, (operation_id,))
+    return json.loads(row["document"]) if row is not None else None
 
 
 async def _write(db: Tx, existing: dict[str, Any] | None, instance_id: str, operation: dict[str, Any],

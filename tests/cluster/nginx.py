@@ -14,6 +14,9 @@ SERVER = """
     upstream {name} {{
 {servers}
         keepalive 64;
+        # Below uvicorn's 5 s keep-alive: nginx must drop an idle connection before the replica closes it,
+        # or a request sent on it as the replica closes it is lost (a 502, not retried: proxy_next_upstream off).
+        keepalive_timeout 4s;
     }}
     server {{
         listen 127.0.0.1:{port};

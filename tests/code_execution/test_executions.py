@@ -59,6 +59,11 @@ def test_trailing_expression_is_the_execution_result(emulator: Harness, code: st
     assert body["result"]["executionResult"] == expected
 
 
+def test_a_cell_gets_none_of_the_interpreters_future_imports(emulator: Harness) -> None:
+    code = "def f(x: int) -> None:\n    pass\n[f.__annotations__['x'] is int, f.__annotations__['return'] is None]"
+    assert emulator.execute(new_id(), code).json()["result"]["executionResult"] == [True, True]
+
+
 def test_code_exception_fails_with_traceback_and_keeps_partial_output(emulator: Harness) -> None:
     body = emulator.execute(new_id(), "print('before')\ndef f():\n    return 1 / 0\nf()").json()
     assert body["status"] == "Failed"

@@ -36,9 +36,55 @@ def test_the_interpreter_runs_from_a_compiled_copy_of_its_package(emulator: Harn
     assert execution_result(emulator, new_id(), "print(1)") == ""
 
 
+NOT_AT_START = ("typing", "traceback", "base64", "inspect", "json", "re", "enum", "ast", "linecache", "tokenize",
+                "contextlib", "functools", "collections", "signal", "struct", "types", "math")
+
+
 def test_a_new_interpreter_has_imported_nothing_its_first_cell_does_not_need(emulator: Harness) -> None:
-    code = "import sys\nsorted(m for m in ('typing', 'traceback', 'base64', 'inspect') if m in sys.modules)"
+    code = f"import sys\nsorted(m for m in {NOT_AT_START!r} if m in sys.modules)"
     assert execution_result(emulator, new_id(), code) == []
+
+
+# Its first cell defines a function, and linecache (tokenize, re) is not imported yet; the second imports
+# traceback, warnings and inspect itself and shows the lines of both cells.
+LINES_FIRST = "def f():\n    return 1 / 0\nimport sys\n'linecache' in sys.modules"
+LINES_SECOND = """import sys
+fresh = 'linecache' not in sys.modules
+import inspect, traceback, warnings
+def g():
+    return f()
+try:
+    g()
+except ZeroDivisionError:
+    traceback.print_exc()
+warnings.warn('careful')
+print(fresh)
+print(inspect.getsource(g), end='')
+"""
+
+
+def test_the_cells_lines_show_in_tracebacks_warnings_and_inspect_once_linecache_is_imported(
+        emulator: Harness) -> None:
+    identifier = new_id()
+    assert execution_result(emulator, identifier, LINES_FIRST) is False
+    body = emulator.execute(identifier, LINES_SECOND).json()
+    assert body["status"] == "Succeeded", body
+    assert body["result"]["stdout"] == "True\ndef g():\n    return f()\n"
+    stderr = body["result"]["stderr"]
+    assert ('File "<cell-2>", line 7, in <module>\n    g()\n' in stderr
+            and 'File "<cell-2>", line 5, in g\n    return f()\n' in stderr
+            and 'File "<cell-1>", line 2, in f\n    return 1 / 0\n' in stderr), stderr
+    assert "<cell-2>:10: UserWarning: careful\n  warnings.warn('careful')\n" in stderr, stderr
+    later = emulator.execute(identifier, "f()").json()  # linecache imported: registered at once
+    assert 'File "<cell-3>", line 1, in <module>\n    f()\n' in later["result"]["stderr"], later
+
+
+def test_a_first_cell_that_fails_shows_its_lines(emulator: Harness) -> None:
+    body = emulator.execute(new_id(), "x = 1\nprint(x is 1)\nraise KeyError('k')").json()
+    assert body["status"] == "Failed"
+    stderr = body["result"]["stderr"]
+    assert "<cell-1>:2: SyntaxWarning" in stderr and "\n  print(x is 1)\n" in stderr, stderr
+    assert "line 3, in <module>\n    raise KeyError('k')\n" in stderr, stderr
 
 
 def _fresh_sandbox_runs(harness: Harness, code: str) -> dict[str, object]:

@@ -130,15 +130,17 @@ def test_without_faults_every_proxied_path_completes(faults: FaultChain) -> None
 def test_a_failed_final_write_is_retried_each_attempt_its_own_span(faults: FaultChain) -> None:
     token = secrets.token_hex(6)
     state = faults.proxies["state_api"]
-    state.inject("500", method="POST", path=rf"op-{token}/result$", body_contains="-final", times=2)
+    # The final write: the answer with the end, one PUT (its result's id is the operation's "-final").
+    state.inject("500", method="PUT", path=rf"op-{token}$", body_contains="-final", times=2)
     outcome = faults.run(code_prompt(token), token=token)
     assert outcome.status == "Completed", outcome.body
-    assert state.count("POST", rf"op-{token}/result$") >= 2  # progress results and the final one, once
+    assert state.count("PUT", rf"op-{token}$") >= 2  # progress steps and the final one, once
+    assert state.count("POST", rf"op-{token}/result$") == 0  # each result goes with its status
 
     def writes(spans: list) -> list:
         write = [s for s in spans if s.name == c.SPAN_LANGCHAIN_WRITE_RESULT]
         return [s for s in spans if write and s.parent_span_id == write[0].span_id and s.kind == CLIENT
-                and s.attributes.get("http.request.method") == "POST"]
+                and s.attributes.get("http.request.method") == "PUT"]
 
     attempts = writes(faults.spans(outcome.trace_id, lambda spans: len(writes(spans)) >= 3))
     assert [s.status_code for s in sorted(attempts, key=lambda s: s.start_ns)] == [ERROR, ERROR, 0]

@@ -151,5 +151,5 @@ def test_a_state_api_killed_and_restarted_mid_operation_loses_nothing(faults: Fa
         traceparent = db.execute("SELECT traceparent FROM operations WHERE operation_id = ?",
                                  (outcome.operation_id,)).fetchone()[0]
     assert statuses[0] == "InProgress" and statuses[-1] == "Completed"
-    assert results[0] >= 3  # the progress results written before the kill, and the final one
+    assert results[0] >= 2  # the progress result written before the kill ("Running agent tools."), the final one
     assert traceparent.split("-")[1] == outcome.trace_id  # the trace survives with the record

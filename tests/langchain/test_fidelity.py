@@ -56,21 +56,35 @@ ORIGINAL_NAMES = {
 }
 
 
+class ThinkingModel(LocalDeterministicModel):
+    """The local model, taking a moment per call as a real one does: each progress step's write begins
+    before the next step comes (an instant model's steps are superseded, see the test below)."""
+
+    async def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> Any:
+        await asyncio.sleep(0.05)
+        return await super().complete(messages, tools)
+
+
 class RecordingStateClient(StateClient):
-    """The real State API client, noting each status and result LangChain writes, in order."""
+    """The real State API client, noting each status and result LangChain writes, in order, and its calls."""
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.statuses: list[tuple[str, str | None]] = []
         self.results: list[dict[str, Any]] = []
+        self.calls: list[str] = []
+        self.seen: list[dict[str, Any]] = []  # the operation as a poller read it, each read
+
+    async def claim(self, instance_id: str, operation: LongRunningOperation, claimant: str) -> dict[str, Any]:
+        self.calls.append("claim")
+        return await super().claim(instance_id, operation, claimant)
 
     async def update(self, instance_id: str, operation: LongRunningOperation) -> dict[str, Any]:
+        self.calls.append("update")
         self.statuses.append((operation.status.value, operation.status_message))
+        if operation.result is not None:
+            self.results.append(operation.result)
         return await super().update(instance_id, operation)
-
-    async def add_result(self, instance_id: str, operation_id: str, document: dict[str, Any]) -> dict[str, Any]:
-        self.results.append(document)
-        return await super().add_result(instance_id, operation_id, document)
 
 
 def chain_settings(live: LiveChain) -> Settings:
@@ -79,14 +93,15 @@ def chain_settings(live: LiveChain) -> Settings:
                     api_keys={**keys, "langchain_api": "test-key"})
 
 
-async def run_in_process(live: LiveChain, operation_id: str) -> tuple[dict[str, Any], RecordingStateClient]:
+async def run_in_process(live: LiveChain, operation_id: str, model: LocalDeterministicModel | None = None,
+                         ) -> tuple[dict[str, Any], RecordingStateClient]:
     """One completion through the in-process LangChain app, as Orchestration starts it: the operation and
     the code session made first, then the 202, then the background workflow to its end."""
     settings = chain_settings(live)
     app = create_app(settings)
     state, sessions = RecordingStateClient(settings), CodeSessionsClient(settings)
     app.state.state_client, app.state.code_sessions = state, sessions
-    app.state.workflow = AgentWorkflow(state, sessions, LocalDeterministicModel(), heartbeat_s=60)
+    app.state.workflow = AgentWorkflow(state, sessions, model or ThinkingModel(), heartbeat_s=60)
     try:
         await state.create(DEFAULT_INSTANCE_ID, operation_id, LOCAL_DEVELOPER.upn)
         session = await sessions.create(DEFAULT_INSTANCE_ID, {
@@ -109,8 +124,11 @@ async def run_in_process(live: LiveChain, operation_id: str) -> tuple[dict[str, 
         assert set(started.json()) >= original.LONG_RUNNING_OPERATION
         assert started.json()["status"] in original.OPERATION_STATUSES
         deadline = time.monotonic() + 60
-        while not any(status != "InProgress" for status, _ in state.statuses) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        while time.monotonic() < deadline:  # polled as Orchestration polls, every read kept
+            state.seen.append(await state.get(DEFAULT_INSTANCE_ID, operation_id) or {})
+            if state.seen[-1].get("status") != "InProgress":
+                break
+            await asyncio.sleep(0.002)
         await drain_background()  # the session release
         return started.json(), state
     finally:
@@ -186,9 +204,19 @@ def test_the_answer_is_built_as_the_function_calling_workflow_builds_it(live: Li
                                                                        exporter: InMemorySpanExporter) -> None:
     operation_id = f"op-answer-{secrets.token_hex(4)}"
     _, state = asyncio.run(run_in_process(live, operation_id))
-    # The original's progress steps, each a result document (its text) before its status, then the end.
+    # The original's progress steps, each a result document (its text) and its status, then the end: here each
+    # one State API write carrying both (the original makes two), after the claim.
     assert state.statuses == [("InProgress", step) for step in original.PROGRESS_WITH_TOOLS] + [
         ("Completed", original.COMPLETED_MESSAGE)]
+    assert state.calls == ["claim"] + ["update"] * (len(original.PROGRESS_WITH_TOOLS) + 1)
+    assert len(state.results) == len(state.statuses)
+    # A poller sees each status with its own result, and the end only with the answer, never a progress text.
+    progress_texts = {step: step.replace(".", "...") for step in original.PROGRESS_WITH_TOOLS}
+    assert state.seen[-1]["status"] == "Completed" and state.seen[-1]["result"]["id"] == f"{operation_id}-final"
+    progress_reads = [seen for seen in state.seen if seen["status_message"] in progress_texts]
+    assert progress_reads  # read while the tool ran, at least
+    for seen in progress_reads:
+        assert seen["result"]["completion"] == progress_texts[seen["status_message"]], seen
     *progress, result = state.results
     assert [doc["completion"] for doc in progress] == [s.replace(".", "...") for s in original.PROGRESS_WITH_TOOLS]
     assert all(set(doc) == original.COMPLETION_RESPONSE for doc in state.results)
@@ -217,6 +245,20 @@ def test_the_answer_is_built_as_the_function_calling_workflow_builds_it(live: Li
     assert (workflow["id"], workflow["source"], workflow["content"]) == (WORKFLOW, WORKFLOW, FILES_PROMPT)
     assert set(workflow["metadata"]) == original.WORKFLOW_EXECUTION_METADATA
     assert result["total_tokens"] == result["prompt_tokens"] + result["completion_tokens"] > 0
+
+
+def test_progress_superseded_before_its_write_began_is_not_written(live: LiveChain,
+                                                                    exporter: InMemorySpanExporter) -> None:
+    """An instant model: "Running agent workflow." is superseded by "Running agent tools." before its write
+    began, and "Preparing final response." by the end; only the tools step (written while the tool runs) and
+    the end reach State, in order, and the end still carries the whole answer."""
+    operation_id = f"op-instant-{secrets.token_hex(4)}"
+    _, state = asyncio.run(run_in_process(live, operation_id, LocalDeterministicModel()))
+    assert state.statuses == [("InProgress", "Running agent tools."), ("Completed", original.COMPLETED_MESSAGE)]
+    assert state.calls == ["claim", "update", "update"]
+    assert [doc["completion"] for doc in state.results[:-1]] == ["Running agent tools..."]
+    assert "saved both" in state.results[-1]["completion"]
+    assert state.seen[-1]["status"] == "Completed" and state.seen[-1]["result"]["id"] == f"{operation_id}-final"
 
 
 def test_through_the_whole_chain_the_agents_workflow_names_the_spans(live: LiveChain) -> None:

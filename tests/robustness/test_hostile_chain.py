@@ -352,7 +352,7 @@ def test_a_failed_operation_keeps_none_of_its_files(hostile: FaultChain, agent: 
     assert "wrote it" in text_of(kept) and len(blobs(hostile) - before) == 1  # the control: a file is kept
     token = secrets.token_hex(6)
     state = hostile.proxies["state_api"]
-    state.inject("500", method="POST", path=rf"op-{token}/result$", body_contains="Running agent tools")
+    state.inject("500", method="PUT", path=rf"op-{token}$", body_contains="Running agent tools")
     try:
         before = blobs(hostile)
         failed = hostile.run(f"Run this:\n```python\n{code}\n```", agent, token=token)

@@ -94,11 +94,9 @@ def conventions_run() -> list[Span]:
         _internal(c.LANGCHAIN_API, c.SPAN_LANGCHAIN_TOOL_CALL, **{c.ATTR_GEN_AI_TOOL_NAME: "code_interpreter"}),
         _client(c.LANGCHAIN_API, "POST", c.CONTEXT_API, c.ROUTE_EXECUTE_CODE),
         _internal(c.LANGCHAIN_API, c.SPAN_LANGCHAIN_WRITE_RESULT),
-        _client(c.LANGCHAIN_API, "POST", c.STATE_API, c.ROUTE_OPERATION_RESULT),
         _server(c.STATE_API, "GET", c.ROUTE_OPERATION),
         _server(c.STATE_API, "POST", c.ROUTE_OPERATION),
         _server(c.STATE_API, "PUT", c.ROUTE_OPERATION, **{c.ATTR_OPERATION_STATUS: "Completed"}),
-        _server(c.STATE_API, "POST", c.ROUTE_OPERATION_RESULT),
         _server(c.CONTEXT_API, "POST", c.ROUTE_CODE_SESSIONS),
         _server(c.CONTEXT_API, "POST", c.ROUTE_EXECUTE_CODE),
     ]

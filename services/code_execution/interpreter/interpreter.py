@@ -8,21 +8,19 @@ image result: see ``results``); variables named by the last statement are the na
 
 from __future__ import annotations
 
-import ast
+import _ast  # ast's node classes and flag, without ast's own imports (enum, contextlib)
 import builtins
-import contextlib
 import io
-import json
-import linecache
 import os
 import sys
 import time
-import types
 
-from . import protocol, sandbox
+from . import jsonc, protocol, sandbox
 from . import results as cell_results
+from .sources import CellSources
 
-# typing is not imported at run time: every sandbox's start pays for each module it imports.
+# typing, json, ast, linecache, contextlib are not imported at run time: every sandbox's start pays for
+# each module it imports (see jsonc, sources).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -72,22 +70,22 @@ def _clean(text: str) -> str:
         return text.encode("utf-8", "replace").decode("utf-8")
 
 
-def _names_of(node: ast.AST) -> list[str]:
-    if isinstance(node, ast.Name):
+def _names_of(node: _ast.AST) -> list[str]:
+    if isinstance(node, _ast.Name):
         return [node.id]
-    if isinstance(node, ast.Tuple | ast.List) and all(isinstance(e, ast.Name) for e in node.elts):
+    if isinstance(node, _ast.Tuple | _ast.List) and all(isinstance(e, _ast.Name) for e in node.elts):
         return [e.id for e in node.elts]  # type: ignore[attr-defined]
     return []
 
 
-def last_statement_names(tree: ast.Module) -> list[str]:
+def last_statement_names(tree: _ast.Module) -> list[str]:
     """FoundationaLLM's rule: the variables a final bare-name expression or assignment names."""
     if not tree.body:
         return []
     last = tree.body[-1]
-    if isinstance(last, ast.Expr):
+    if isinstance(last, _ast.Expr):
         return _names_of(last.value)
-    if isinstance(last, ast.Assign):
+    if isinstance(last, _ast.Assign):
         names: list[str] = []
         for target in last.targets:
             found = _names_of(target)
@@ -98,30 +96,28 @@ def last_statement_names(tree: ast.Module) -> list[str]:
     return []
 
 
-class _Encoder(json.JSONEncoder):
+def _json_default(o: Any) -> Any:
     """JSON for the values FoundationaLLM's code session API serialises (libraries only if loaded)."""
+    import datetime
+    import decimal
+    import uuid
 
-    def default(self, o: Any) -> Any:
-        import datetime
-        import decimal
-        import uuid
-
-        if isinstance(o, datetime.datetime | datetime.date | datetime.time):
-            return o.isoformat()
-        if isinstance(o, decimal.Decimal):
-            return float(o)
-        if isinstance(o, uuid.UUID):
-            return str(o)
-        if isinstance(o, set | frozenset):
-            return list(o)
-        if isinstance(o, bytes | bytearray):
-            return o.decode("utf-8", errors="replace")
-        module = type(o).__module__.split(".")[0]
-        if module in ("numpy", "pandas"):
-            for method, args in (("isoformat", ()), ("tolist", ()), ("item", ()), ("to_dict", ())):
-                if hasattr(o, method):
-                    return getattr(o, method)(*args)
-        return super().default(o)
+    if isinstance(o, datetime.datetime | datetime.date | datetime.time):
+        return o.isoformat()
+    if isinstance(o, decimal.Decimal):
+        return float(o)
+    if isinstance(o, uuid.UUID):
+        return str(o)
+    if isinstance(o, set | frozenset):
+        return list(o)
+    if isinstance(o, bytes | bytearray):
+        return o.decode("utf-8", errors="replace")
+    module = type(o).__module__.split(".")[0]
+    if module in ("numpy", "pandas"):
+        for method, args in (("isoformat", ()), ("tolist", ()), ("item", ()), ("to_dict", ())):
+            if hasattr(o, method):
+                return getattr(o, method)(*args)
+    raise TypeError(f"Object of type {o.__class__.__name__} is not JSON serializable")
 
 
 def _dataframe_summary(name: str, value: Any) -> Any:
@@ -151,7 +147,7 @@ def named_results(names: list[str], namespace: dict[str, Any]) -> dict[str, str]
         if name not in namespace:
             continue
         try:
-            encoded = json.dumps(_dataframe_summary(name, namespace[name]), cls=_Encoder)
+            encoded = jsonc.dumps(_dataframe_summary(name, namespace[name]), default=_json_default)
         except Exception:  # values that cannot be serialised are dropped, as in the original
             continue
         if len(encoded) <= RESULT_VALUE_LIMIT:
@@ -159,9 +155,10 @@ def named_results(names: list[str], namespace: dict[str, Any]) -> dict[str, str]
     return results
 
 
-def _user_traceback(error: BaseException) -> str:
+def _user_traceback(error: BaseException, sources: CellSources) -> str:
     import traceback  # only for a failure: not at every sandbox's start
 
+    sources.flush()
     tb = error.__traceback__
     while tb is not None and not tb.tb_frame.f_code.co_filename.startswith(CELL_PREFIX):
         tb = tb.tb_next
@@ -170,35 +167,37 @@ def _user_traceback(error: BaseException) -> str:
 
 class Interpreter:
     def __init__(self) -> None:
-        module = types.ModuleType("__main__")
+        module = type(sys)("__main__")
         module.__dict__["__builtins__"] = builtins
         sys.modules["__main__"] = module
         self.namespace = module.__dict__
         self.count = 0
+        self.sources = CellSources()
         self.sink = Capture(0)
         sys.stdout = sys.stderr = self.sink
 
     def execute(self, code: str, max_output: int, want_names: bool) -> dict[str, Any]:
         self.count += 1
         filename = f"{CELL_PREFIX}{self.count}>"
-        linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+        self.sources.add(filename, code)
         out, err = Capture(max_output), Capture(max_output)
         status, result, error, results = "Succeeded", "", None, {}
         sys.stdout, sys.stderr = out, err
         started = time.perf_counter()
         try:
-            tree = ast.parse(code, filename)
+            # ast.parse(code, filename); dont_inherit: the cell gets none of this module's __future__ imports
+            tree = compile(code, filename, "exec", _ast.PyCF_ONLY_AST, dont_inherit=True)
             names = last_statement_names(tree) if want_names else []
-            tail = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+            tail = tree.body.pop() if tree.body and isinstance(tree.body[-1], _ast.Expr) else None
             if tree.body:
-                exec(compile(tree, filename, "exec"), self.namespace)
+                exec(compile(tree, filename, "exec", dont_inherit=True), self.namespace)
             value = None
             if tail is not None:
-                value = eval(compile(ast.Expression(tail.value), filename, "eval"), self.namespace)
+                value = eval(compile(_ast.Expression(tail.value), filename, "eval", dont_inherit=True), self.namespace)
                 if value is not None:
                     self.namespace["_"] = value
                     result = cell_results.json_or_repr(value, max_output, _clean)
-                elif not isinstance(tail.value, ast.Call):
+                elif not isinstance(tail.value, _ast.Call):
                     result = None  # as the service's examples: `a = None; a` -> null, `print(..)` -> ""
             image = cell_results.displayed_figure(value)
             if image is not None:
@@ -214,6 +213,7 @@ class Interpreter:
                 _quietly(cell_results.close_figures)
             elapsed = time.perf_counter() - started
             sys.stdout = sys.stderr = self.sink
+            self.sources.flush()  # linecache imported by a finder other than sources' own
         return {
             "status": status,
             "stdout": out.value(),
@@ -226,24 +226,26 @@ class Interpreter:
             "time_ms": int(round(elapsed * 1000)),
         }
 
-    @staticmethod
-    def _failure(failure: BaseException, err: Capture) -> dict[str, str]:
-        text = _clean(_user_traceback(failure))
+    def _failure(self, failure: BaseException, err: Capture) -> dict[str, str]:
+        text = _clean(_user_traceback(failure, self.sources))
         err.write(text)
         return {"name": type(failure).__name__, "message": _clean(str(failure))[:2000], "traceback": text[-65536:]}
 
 
-
 def _quietly(action: Any) -> None:
-    with contextlib.suppress(Exception):  # the figures of a failed cell: best-effort cleanup
+    try:  # noqa: SIM105 - contextlib.suppress: one import more at every start
         action()
+    except Exception:  # the figures of a failed cell: best-effort cleanup
+        pass
 
 
 def preimport(modules: list[str]) -> None:
     """Import the heavy data packages before a session takes this interpreter (FLLM_CODE_PREIMPORT)."""
     for name in modules:
-        with contextlib.suppress(Exception):  # a missing package is the code's to find, not the sandbox's
+        try:  # noqa: SIM105 - contextlib.suppress: one import more at every start
             __import__(name)
+        except Exception:  # a missing package is the code's to find, not the sandbox's
+            pass
 
 
 def serve(config: dict[str, Any]) -> None:
@@ -266,4 +268,4 @@ def serve(config: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    serve(json.loads(sys.argv[1]) if len(sys.argv) > 1 else {})
+    serve(jsonc.loads(sys.argv[1]) if len(sys.argv) > 1 else {})

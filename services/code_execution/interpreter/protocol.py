@@ -8,26 +8,28 @@
 
 from __future__ import annotations
 
-import json
 import os
-import struct
+
+from . import jsonc
 
 # typing is not imported at run time: every sandbox's start pays for each module it imports.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-HEADER = struct.Struct(">I")
+HEADER_SIZE = 4  # big-endian length (int.to_bytes: struct would be one more module at every start)
 MAX_FRAME = 64 * 1024 * 1024
 
 
 def encode_frame(message: dict[str, Any]) -> bytes:
-    body = json.dumps(message, separators=(",", ":")).encode()
-    return HEADER.pack(len(body)) + body
+    body = jsonc.dumps(message, separators=(",", ":")).encode()
+    return len(body).to_bytes(HEADER_SIZE, "big") + body
 
 
 def decode_header(header: bytes) -> int:
-    (length,) = HEADER.unpack(header)
+    if len(header) != HEADER_SIZE:
+        raise ValueError(f"a frame header is {HEADER_SIZE} bytes, not {len(header)}")
+    length = int.from_bytes(header, "big")
     if length > MAX_FRAME:
         raise ValueError(f"frame of {length} bytes exceeds the {MAX_FRAME}-byte limit")
     return length
@@ -45,11 +47,11 @@ def _read_exactly(fd: int, size: int) -> bytes | None:
 
 
 def read_frame(fd: int) -> dict[str, Any] | None:
-    header = _read_exactly(fd, HEADER.size)
+    header = _read_exactly(fd, HEADER_SIZE)
     if header is None:
         return None
     body = _read_exactly(fd, decode_header(header))
-    return None if body is None else json.loads(body)
+    return None if body is None else jsonc.loads(body)
 
 
 def write_frame(fd: int, message: dict[str, Any]) -> None:

@@ -15,10 +15,10 @@ Standard library only: matplotlib is touched only when the code imported it.
 from __future__ import annotations
 
 import io
-import json
-import math
 import sys
 import warnings
+
+from . import jsonc
 
 # typing is not imported at run time: every sandbox's start pays for each module it imports.
 TYPE_CHECKING = False
@@ -37,6 +37,8 @@ def _is_json(value: Any, depth: int = 0) -> bool:
     if value is None or isinstance(value, bool | int | str):
         return True
     if isinstance(value, float):
+        import math  # only with a result: not at every sandbox's start
+
         return math.isfinite(value)
     if type(value) is list:
         return all(_is_json(item, depth + 1) for item in value)
@@ -49,17 +51,35 @@ def json_or_repr(value: Any, limit: int, clean: Any) -> Any:
     """The result of a trailing expression whose value is not None."""
     if type(value) in (bool, int, float, list, dict) and _is_json(value):
         try:
-            encoded = json.dumps(value, allow_nan=False)
+            encoded = jsonc.dumps(value, allow_nan=False)
         except (ValueError, TypeError, RecursionError):
             encoded = None
         if encoded is not None and len(encoded) <= limit:
-            return json.loads(encoded)  # a copy: nothing of the namespace crosses the protocol by reference
+            return jsonc.loads(encoded)  # a copy: nothing of the namespace crosses the protocol by reference
     return clean(repr(value)[:limit])
+
+
+NOT_SHOWN = "non-interactive, and thus cannot be shown"
+
+
+class _NotShownMessage:
+    """``re.compile(".*" + NOT_SHOWN, re.I)`` as a warnings filter's message, without importing ``re`` at every
+    start (``filterwarnings`` compiles its pattern with it): the filters call ``match(text)``."""
+
+    def match(self, text: str) -> bool:
+        return NOT_SHOWN in text.split("\n", 1)[0].casefold()
+
+    def __repr__(self) -> str:
+        return f"<message matching '.*{NOT_SHOWN}'>"
 
 
 def quiet_show() -> None:
     """``plt.show()`` under Agg warns that it cannot show; here the figure is displayed at the cell's end."""
-    warnings.filterwarnings("ignore", message=".*non-interactive, and thus cannot be shown", category=UserWarning)
+    add_filter = getattr(warnings, "_add_filter", None)
+    if add_filter is None:  # not CPython's warnings module: its public function (which imports re)
+        warnings.filterwarnings("ignore", message=".*" + NOT_SHOWN, category=UserWarning)
+    else:
+        add_filter("ignore", _NotShownMessage(), UserWarning, None, 0, append=False)
 
 
 def is_figure(value: Any) -> bool:
