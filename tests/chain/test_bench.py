@@ -48,3 +48,19 @@ def test_the_tracing_cost_benchmark_splits_the_cost_by_service_and_stage() -> No
     assert stages["context.extract"]["calls"] > 0 and stages["context.inject"]["calls"] > 0
     assert "export.OTLPSpanExporter" in stages and "export.JsonLinesSpanExporter" not in stages
     assert untraced["stages_per_completion"].get("start_span") is None  # no SDK, no spans
+
+
+def test_the_machine_cpu_benchmark_accounts_for_the_whole_machine() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks.machine_cpu", "--json", "--seconds", "2", "--warmup", "1"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    figures = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert figures["traced"] and figures["failures"] == 0 and figures["completions"] > 0
+    cpu = figures["cpu_ms_per_completion"]
+    services = {"core_api", "orchestration_api", "langchain_api", "state_api", "context_api", "dynamic_sessions"}
+    assert services <= set(cpu["services_ms"]) and all(cpu["services_ms"][p] > 0 for p in services)
+    # The machine's busy time holds every part counted in it (the rest is the kernel's and other processes').
+    assert cpu["machine_ms"] > cpu["services_total_ms"] + cpu["load_generator_ms"] > 0
+    assert cpu["load_generator_ms"] > 0 and cpu["reaped_children_ms"] >= 0 and cpu["sandbox_cgroups_ms"] >= 0
