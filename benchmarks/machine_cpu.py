@@ -27,7 +27,7 @@ from typing import Any
 from benchmarks.chain_bench import Side, ask, load, uid_bases, unmount_sessions
 from benchmarks.otlp_sink import otlp_receiver
 from services.auth.client_tokens import bearer_source
-from services.code_execution.cgroups import CGROUP_FS
+from services.code_execution.cgroups import CGROUP_FS, SessionCgroup
 from services.common.settings import DEFAULT_INSTANCE_ID
 from services.launcher import Chain
 from services.portal.client import PortalClient
@@ -57,16 +57,14 @@ def process_s(pid: int) -> tuple[float, float]:
 
 
 def sandboxes_s(uid_base: str) -> float:
-    """CPU time charged to the code services' cgroup roots (``fllm-code-<uid base>-*``): v2 ``cpu.stat``,
-    v1 ``cpuacct.usage`` (0 where neither is mounted)."""
-    total, pattern = 0.0, f"fllm-code-{uid_base}-*"
-    for folder in [*CGROUP_FS.glob(pattern), *(CGROUP_FS / "cpuacct").glob(pattern)]:
-        if (folder / "cpu.stat").exists() and (folder / "cgroup.controllers").exists():
-            stat = dict(line.split() for line in (folder / "cpu.stat").read_text().splitlines())
-            total += int(stat.get("usage_usec", 0)) / 1e6
-        elif (folder / "cpuacct.usage").exists():
-            total += int((folder / "cpuacct.usage").read_text()) / 1e9
-    return total
+    """CPU time charged to the code services' cgroup roots (``fllm-code-<uid base>-*``), read as a session's
+    cgroup is (v2 ``cpu.stat``, v1 ``cpuacct``; 0 where neither is there)."""
+    pattern = f"fllm-code-{uid_base}-*"
+    if (CGROUP_FS / "cgroup.controllers").exists():
+        roots = [SessionCgroup([folder], 2) for folder in CGROUP_FS.glob(pattern)]
+    else:
+        roots = [SessionCgroup([folder], 1) for folder in (CGROUP_FS / "cpuacct").glob(pattern)]
+    return sum(root.cpu_seconds() or 0.0 for root in roots)
 
 
 def read(chain: Chain, uid_base: str) -> Reading:

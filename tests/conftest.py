@@ -52,3 +52,12 @@ def postgres() -> Iterator[PostgresServer]:
         if server is None:
             pytest.skip("Debian's postgresql is not installed (apt-get install postgresql; .ci/run does)")
         yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str | None:
+    """A store's backend, each test run on both: None for the embedded SQLite store, else a fresh database of
+    the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return None
+    return request.getfixturevalue("postgres").new_database()

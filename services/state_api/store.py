@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from services.common.database import Tx, open_store
+from services.common.database import Store, Tx, open_store
 from services.common.models import OPERATION_TTL_S, OperationStatus
 
 ENDED_CHANNEL = "fllm_operation_ended"  # NOTIFY payload: the operation id (PostgreSQL)
@@ -201,8 +201,7 @@ class OperationStore:
         return await self._db.transaction(work, durable=False)
 
     async def latest_result(self, operation_id: str) -> dict[str, Any] | None:
-        row = await self._db.fetchone(LATEST_RESULT, (operation_id,))
-        return json.loads(row["document"]) if row is not None else None
+        return await _latest(self._db, operation_id)
 
 
 async def _add_result(db: Tx, operation_id: str, document: dict[str, Any]) -> dict[str, Any]:
@@ -225,7 +224,8 @@ async def _add_result(db: Tx, operation_id: str, document: dict[str, Any]) -> di
     return stored
 
 
-async def _latest(db: Tx, operation_id: str) -> dict[str, Any] | None:
+async def _latest(db: Tx | Store, operation_id: str) -> dict[str, Any] | None:
+    """The operation's latest result document, in a transaction or on its own."""
     row = await db.fetchone(LATEST_RESULT, (operation_id,))
     return json.loads(row["document"]) if row is not None else None
 

@@ -5,9 +5,7 @@ sandbox lives in its process, as a Dynamic Sessions pool is one managed service)
 
 from __future__ import annotations
 
-import shutil
 import signal
-import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -20,8 +18,9 @@ from services.launcher import Chain
 from services.registry import HOPS, START_ORDER
 from telemetry import conventions as c
 from tests.cluster.client import CoreClient, code_prompt
-from tests.cluster.nginx import Nginx, free_port
-from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
+from tests.cluster.harness import balanced_cluster
+from tests.cluster.nginx import Nginx
+from tests.otlp_receiver import ReceivedSpan
 from tests.postgres_server import PostgresServer
 from tests.wait import wait_until
 
@@ -58,27 +57,23 @@ def _a_dead_langchain_replica_fails_its_operation_naming_it(core: CoreClient, ng
 
 
 def test_two_replicas_of_every_hop_behind_nginx_lose_nothing(tmp_path: Path, postgres: PostgresServer) -> None:
-    if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
-        pytest.skip("Debian's nginx is not installed (apt-get install nginx; .ci/run does)")
-    receiver = OtlpReceiver().start()
-    nginx = Nginx(Path(tempfile.mkdtemp(prefix="fllm-nginx-")), {p: free_port() for p in START_ORDER})
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200",
-           "FLLM_OPERATION_STALE_AFTER_S": str(STALE_AFTER_S),
-           "FLLM_TELEMETRY_FILE": "off", "FLLM_CODE_POOL_SIZE": "2", "FLLM_DATABASE_URL": postgres.new_database(),
-           **{url_env(p): nginx.url(p) for p in START_ORDER}}  # every hop calls the next through nginx
-    chains = [Chain(tmp_path, ephemeral_ports=True, env=env), Chain(tmp_path, ephemeral_ports=True, env=env,
-                                                                    packages=REPLICATED)]
-    core: CoreClient | None = None
-    try:
+    with balanced_cluster(START_ORDER) as parts:
+        receiver, nginx, chains = parts.receiver, parts.nginx, parts.chains
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200",
+               "FLLM_OPERATION_STALE_AFTER_S": str(STALE_AFTER_S),
+               "FLLM_TELEMETRY_FILE": "off", "FLLM_CODE_POOL_SIZE": "2", "FLLM_DATABASE_URL": postgres.new_database(),
+               **{url_env(p): nginx.url(p) for p in START_ORDER}}  # every hop calls the next through nginx
+        chains += [Chain(tmp_path, ephemeral_ports=True, env=env), Chain(tmp_path, ephemeral_ports=True, env=env,
+                                                                         packages=REPLICATED)]
         for chain in chains:
             chain.start()
         nginx.start({p: [chain.url(p) for chain in chains if p in chain.services] for p in START_ORDER})
-        core = CoreClient(nginx.url("core_api"), tmp_path)
+        core = parts.core = CoreClient(nginx.url("core_api"), tmp_path)
 
         def one(n: int) -> tuple[str, str, str]:
             prompt = code_prompt(f"print('cell', {n} * 2)") if n % 5 == 0 else f"Say hello to number {n}."
-            submitted = core.submit(prompt)  # type: ignore[union-attr]
-            outcome = core.wait(submitted, timeout_s=120)  # type: ignore[union-attr]
+            submitted = core.submit(prompt)
+            outcome = core.wait(submitted, timeout_s=120)
             return outcome["status"], submitted.trace_id, submitted.parent_span_id
 
         started = time.monotonic()
@@ -108,11 +103,3 @@ def test_two_replicas_of_every_hop_behind_nginx_lose_nothing(tmp_path: Path, pos
                 assert any(line.startswith(address + " ") for line in served), (package, address)
         assert not [line for line in served if int(line.split()[1]) >= 400], served  # no hop failed
         _a_dead_langchain_replica_fails_its_operation_naming_it(core, nginx, chains, tmp_path)
-    finally:
-        if core is not None:
-            core.close()
-        nginx.stop()
-        for chain in reversed(chains):
-            chain.stop()
-        receiver.stop()
-        shutil.rmtree(nginx.root, ignore_errors=True)

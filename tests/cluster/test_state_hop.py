@@ -7,9 +7,7 @@ State back, it ends Completed; State left down, it ends Failed naming the State 
 from __future__ import annotations
 
 import secrets
-import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,8 +25,8 @@ from services.launcher import Chain
 from services.registry import HOPS
 from telemetry import conventions as c
 from tests.cluster.client import CoreClient, code_prompt
-from tests.cluster.nginx import Nginx, free_port
-from tests.otlp_receiver import OtlpReceiver
+from tests.cluster.harness import balanced_cluster
+from tests.cluster.nginx import Nginx
 from tests.wait import wait_until
 
 pytestmark = pytest.mark.chain
@@ -62,34 +60,22 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
-        pytest.skip("Debian's nginx is not installed (apt-get install nginx; .ci/run does)")
     data = tmp_path_factory.mktemp("state-hop")
-    receiver = OtlpReceiver().start()
     balanced = ("langchain_api", "context_api")  # Orchestration -> LangChain, LangChain -> Context: through nginx
-    nginx = Nginx(Path(tempfile.mkdtemp(prefix="fllm-nginx-")), {p: free_port() for p in balanced})
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200",
-           "FLLM_TELEMETRY_FILE": "off", "FLLM_CODE_POOL_SIZE": "2",
-           "FLLM_POLL_FAILURE_LIMIT_S": str(POLL_FAILURE_LIMIT_S), **{url_env(p): nginx.url(p) for p in balanced}}
-    chains: list[Chain] = []
-    core: CoreClient | None = None
-    try:
-        chains.append(Chain(data, ephemeral_ports=True, env=env).start())
-        main = chains[0]
+    with balanced_cluster(balanced) as parts:
+        nginx = parts.nginx
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": parts.receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200",
+               "FLLM_TELEMETRY_FILE": "off", "FLLM_CODE_POOL_SIZE": "2",
+               "FLLM_POLL_FAILURE_LIMIT_S": str(POLL_FAILURE_LIMIT_S), **{url_env(p): nginx.url(p) for p in balanced}}
+        parts.chains.append(Chain(data, ephemeral_ports=True, env=env).start())
+        main = parts.chains[0]
         state = {url_env("state_api"): main.url("state_api")}
-        chains.append(Chain(data, ephemeral_ports=True, env={**env, **state}, packages=("langchain_api",)).start())
-        nginx.start({"langchain_api": [chain.url("langchain_api") for chain in chains],
+        parts.chains.append(Chain(data, ephemeral_ports=True, env={**env, **state},
+                                  packages=("langchain_api",)).start())
+        nginx.start({"langchain_api": [chain.url("langchain_api") for chain in parts.chains],
                      "context_api": [main.url("context_api")]})
-        core = CoreClient(main.url("core_api"), data)
-        yield Cluster(main, chains[1], nginx, core)
-    finally:
-        if core is not None:
-            core.close()
-        nginx.stop()
-        for chain in reversed(chains):
-            chain.stop()
-        receiver.stop()
-        shutil.rmtree(nginx.root, ignore_errors=True)
+        parts.core = CoreClient(main.url("core_api"), data)
+        yield Cluster(main, parts.chains[1], nginx, parts.core)
 
 
 def _submit_to_orchestration(cluster: Cluster, operation_id: str, prompt: str) -> dict[str, Any]:

@@ -141,6 +141,27 @@ class Providers:
     code_session_api: Provider
 
 
+def app_for(providers: Providers, data_dir: Path, **overrides: Any) -> FastAPI:
+    """The Context API in-process, calling the real provider processes of ``providers``."""
+    config = make_config(providers.dynamic_sessions.url, providers.code_session_api.url, **overrides)
+    return make_app(data_dir, config, TokenSource(providers.token), token=providers.token)
+
+
+async def post(client: httpx.AsyncClient, path: str, body: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """POST ``body`` as Alice under the instance; the answer must be 200, its JSON is returned."""
+    response = await client.post(f"{BASE}{path}", json=body, headers=headers_for(), **kwargs)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def attach(client: httpx.AsyncClient, conversation: str, name: str, content: bytes) -> dict[str, Any]:
+    """Attach a file to Alice's conversation (the Context API's POST /files)."""
+    response = await client.post(f"{BASE}/files", headers=headers_for(), data={"conversation_id": conversation},
+                                 files={"file": (name, content, "text/csv")})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 @pytest.fixture(scope="module")
 def providers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Providers]:
     """The Dynamic Sessions emulator and the Code Session API, each a real uvicorn process."""

@@ -12,19 +12,18 @@ from typing import Any
 import pytest
 
 from services.context_api.config import CODE_INTERPRETER, CUSTOM_CONTAINER, MIB
-from services.context_api.providers import DownloadTooLargeError, ProviderError, SessionFile, SessionTarget, TokenSource
+from services.context_api.providers import DownloadTooLargeError, ProviderError, SessionFile, SessionTarget
 from tests.context_api.conftest import (
     ALICE,
     BASE,
     BOB,
     Providers,
+    app_for,
     create_body,
     headers_for,
-    make_app,
-    make_config,
+    post,
     running,
 )
-from tests.context_api.test_end_to_end import post
 
 pytestmark = pytest.mark.chain  # both providers run as their own processes
 
@@ -34,11 +33,6 @@ MAKE_FILES = (
     "for n in range(4):\n    open(f'/mnt/data/out/small{n}.txt', 'w').write(f'file {n}')\n"
 )
 BOUND = {"max_download_files": 2, "max_download_bytes": 1 * MIB}
-
-
-def app_for(providers: Providers, data_dir: Path, **overrides: Any):  # noqa: ANN201
-    config = make_config(providers.dynamic_sessions.url, providers.code_session_api.url, **overrides)
-    return make_app(data_dir, config, TokenSource(providers.token), token=providers.token)
 
 
 def blobs(data_dir: Path) -> list[Path]:

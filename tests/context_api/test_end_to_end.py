@@ -13,15 +13,15 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from services.context_api.config import CODE_INTERPRETER, CUSTOM_CONTAINER
-from services.context_api.providers import TokenSource
 from tests.context_api.conftest import (
     BASE,
     Provider,
     Providers,
+    app_for,
+    attach,
     create_body,
     headers_for,
-    make_app,
-    make_config,
+    post,
     running,
     spans_named,
 )
@@ -39,24 +39,6 @@ WRITE_FILES = (
 FAILING = "print('before the error')\nraise ValueError('bad value')"
 
 pytestmark = pytest.mark.chain  # both providers run as their own processes
-
-
-def app_for(providers: Providers, data_dir: Path):  # noqa: ANN201
-    config = make_config(providers.dynamic_sessions.url, providers.code_session_api.url)
-    return make_app(data_dir, config, TokenSource(providers.token), token=providers.token)
-
-
-async def post(client: httpx.AsyncClient, path: str, body: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-    response = await client.post(f"{BASE}{path}", json=body, headers=headers_for(), **kwargs)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-async def attach(client: httpx.AsyncClient, conversation: str, name: str, content: bytes) -> dict[str, Any]:
-    response = await client.post(f"{BASE}/files", headers=headers_for(), data={"conversation_id": conversation},
-                                 files={"file": (name, content, "text/csv")})
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 async def generated_files(client: httpx.AsyncClient, session: str, operation_id: str) -> dict[str, bytes]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -17,32 +16,24 @@ from opentelemetry.trace import SpanKind
 
 from services.context_api.config import CODE_INTERPRETER, CUSTOM_CONTAINER
 from services.context_api.models import ContextCodeSessionRecord
-from services.context_api.providers import TokenSource
 from services.context_api.service import ATTR_SESSION_KNOWN_EMPTY
 from services.context_api.store import ContextStore
 from tests.context_api.conftest import (
-    BASE,
     Providers,
+    app_for,
+    attach,
     create_body,
-    headers_for,
-    make_app,
-    make_config,
+    post,
     running,
     spans_named,
 )
 
 UPLOAD_SPAN = "POST /instances/{instanceId}/codeSessions/{sessionId}/uploadFiles"
+INPUT_CSV = b"a\nb\n"  # the conversation file each upload puts in the session
 LEAVE_A_FILE = "open('/mnt/data/left.txt', 'w').write('from before')\nprint('left')"
 
 
 # --- the store, on both backends ------------------------------------------------------------------
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest) -> str | None:
-    if request.param == "sqlite":
-        return None
-    return request.getfixturevalue("postgres").new_database()
 
 
 def record(session_id: str = "conv-1-code-101010123", upn: str = "u@x", known_empty: bool = True,
@@ -100,23 +91,6 @@ def test_an_identifier_seen_before_is_never_known_empty(tmp_path: Path, database
 # --- end to end: the Context API in-process, the providers as real processes -----------------------
 
 
-def app_for(providers: Providers, data_dir: Path):  # noqa: ANN201
-    config = make_config(providers.dynamic_sessions.url, providers.code_session_api.url)
-    return make_app(data_dir, config, TokenSource(providers.token), token=providers.token)
-
-
-async def post(client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    response = await client.post(f"{BASE}{path}", json=body, headers=headers_for())
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-async def attach(client: httpx.AsyncClient, conversation: str) -> None:
-    response = await client.post(f"{BASE}/files", headers=headers_for(), data={"conversation_id": conversation},
-                                 files={"file": ("input.csv", b"a\nb\n", "text/csv")})
-    assert response.status_code == 200, response.text
-
-
 async def files_after_upload(client: httpx.AsyncClient, session: str) -> dict[str, str]:
     """Upload input.csv, then what the session holds besides it (what a download would copy out)."""
     upload = await post(client, f"/codeSessions/{session}/uploadFiles", {"file_names": ["input.csv"]})
@@ -146,7 +120,7 @@ def test_a_new_code_interpreter_session_is_not_listed_a_used_one_is(providers: P
                                                                      span_exporter: InMemorySpanExporter) -> None:
     async def scenario() -> None:
         async with running(app_for(providers, tmp_path)) as client:
-            await attach(client, "conv-fresh")
+            await attach(client, "conv-fresh", "input.csv", INPUT_CSV)
             session = (await post(client, "/codeSessions", create_body(CODE_INTERPRETER, "conv-fresh")))["session_id"]
             assert await files_after_upload(client, session) == {}
             assert last_upload(span_exporter) == (True, ["POST /files"])  # no GET /files: no listing
@@ -174,7 +148,7 @@ def test_the_flag_survives_a_restart_of_the_context_api(providers: Providers, tm
                                                         span_exporter: InMemorySpanExporter) -> None:
     async def create() -> str:
         async with running(app_for(providers, tmp_path)) as client:
-            await attach(client, "conv-restarted")
+            await attach(client, "conv-restarted", "input.csv", INPUT_CSV)
             return (await post(client, "/codeSessions", create_body(CODE_INTERPRETER, "conv-restarted")))["session_id"]
 
     async def execute(session: str) -> None:
@@ -202,7 +176,7 @@ def test_a_custom_container_session_is_always_emptied(providers: Providers, tmp_
 
     async def scenario() -> None:
         async with running(app_for(providers, tmp_path)) as client:
-            await attach(client, "conv-container")
+            await attach(client, "conv-container", "input.csv", INPUT_CSV)
             session = (await post(client, "/codeSessions", create_body(CUSTOM_CONTAINER, "conv-container")))
             assert await files_after_upload(client, session["session_id"]) == {}
             assert last_upload(span_exporter) == (False, ["POST /files/delete", "POST /files/upload"])

@@ -17,13 +17,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from services.context_api.config import CODE_INTERPRETER, CUSTOM_CONTAINER
-from services.context_api.providers import TokenSource
 from services.context_api.service import ATTR_SESSION_DELETED, SPAN_DELETE_SESSION
 from telemetry import conventions as c
 from tests.context_api.conftest import (
     BASE,
     BOB,
     Providers,
+    app_for,
     closed_port_url,
     create_body,
     headers_for,
@@ -34,11 +34,6 @@ from tests.context_api.conftest import (
 )
 
 POOL_API = "2025-10-02-preview"
-
-
-def app_for(providers: Providers, data_dir: Path):  # noqa: ANN201
-    config = make_config(providers.dynamic_sessions.url, providers.code_session_api.url)
-    return make_app(data_dir, config, TokenSource(providers.token), token=providers.token)
 
 
 async def create(client: httpx.AsyncClient, provider: str, conversation: str) -> str:

@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from services.common.settings import DEFAULT_INSTANCE_ID
+from tests.chain.conftest import live, receiver  # noqa: F401 - fixtures (test_trace_pages' real chain)
 from tests.in_process_spans import capture_spans
 
 PROGRESS = "Running agent tools..."

@@ -13,8 +13,7 @@ import httpx
 import pytest
 
 from telemetry import conventions as c
-from tests.chain.conftest import LiveChain, start_chain
-from tests.otlp_receiver import OtlpReceiver
+from tests.chain.conftest import LiveChain
 from tests.portal.browser import CHROMIUM, Browser
 
 pytestmark = [
@@ -25,15 +24,6 @@ pytestmark = [
 
 CHAIN_SERVICES = {c.PORTAL, c.CORE_API, c.ORCHESTRATION_API, c.LANGCHAIN_API, c.STATE_API, c.CONTEXT_API,
                   c.DYNAMIC_SESSIONS}
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveChain]:
-    receiver = OtlpReceiver().start()
-    chain = start_chain(tmp_path_factory.mktemp("chain"), receiver.endpoint)
-    yield LiveChain(chain, receiver)
-    chain.stop()
-    receiver.stop()
 
 
 @pytest.fixture(scope="module")

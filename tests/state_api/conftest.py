@@ -18,14 +18,6 @@ HEADERS = {"X-API-KEY": API_KEY}
 INSTANCE = DEFAULT_INSTANCE_ID
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest) -> str | None:
-    """None: the embedded SQLite store; else a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        return None
-    return request.getfixturevalue("postgres").new_database()
-
-
 @pytest.fixture(scope="session", autouse=True)
 def span_exporter() -> InMemorySpanExporter:
     """Telemetry configured once for this process, files off, before any app configures it."""
