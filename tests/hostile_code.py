@@ -26,11 +26,21 @@ DISK_BOMB = (
 
 
 def memory_bomb(children: int, megabytes: int) -> str:
-    """``children`` processes each filling ``megabytes``; prints their exit codes (-9: OOM-killed)."""
+    """``children`` processes each filling ``megabytes`` and holding it until every one of them holds its
+    block or has died; prints their exit codes (-9: OOM-killed, 1: the allocation raised).
+
+    The demands add up by construction, not by timing: a child that let go of its block as soon as it was
+    filled could end before a slower sibling got far, and the session would never reach its limit.
+    """
     return (
-        "import os, json\nchildren = []\n"
-        f"for _ in range({children}):\n    pid = os.fork()\n"
-        f"    if pid == 0:\n        block = bytearray(b'x') * ({megabytes} * 1024 * 1024)\n        os._exit(0)\n"
-        "    children.append(pid)\n"
+        "import os, json\nchildren, held = [], []\nrelease_r, release_w = os.pipe()\n"
+        f"for _ in range({children}):\n    held_r, held_w = os.pipe()\n    pid = os.fork()\n"
+        "    if pid == 0:\n        try:\n            os.close(release_w)\n"
+        f"            block = bytearray(b'x') * ({megabytes} * 1024 * 1024)\n"
+        "            os.write(held_w, b'1')\n            os.read(release_r, 1)\n"
+        "        except BaseException:\n            os._exit(1)\n        os._exit(0)\n"
+        "    os.close(held_w)\n    children.append(pid)\n    held.append(held_r)\n"
+        "for fd in held:\n    os.read(fd, 1)  # b'1': the child holds its block; b'': it died\n"
+        "os.close(release_w)\n"
         "print(json.dumps([os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]))"
     )

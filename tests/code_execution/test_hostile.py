@@ -6,6 +6,7 @@ the machine. They need the full sandbox (root, bwrap, writable cgroups) and are 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from services.code_execution import ExecutionSpec, Executor, SandboxLimits
+from services.code_execution.cgroups import CgroupRoot
 from services.code_execution.config import MIB
 from services.code_execution.sessions import Session
 from tests.code_execution.conftest import API, AUTH, Harness, LoopThread, make_config, settings_for
@@ -69,6 +71,19 @@ def session_of(harness: Harness, identifier: str) -> Session:
 def delete(harness: Harness, identifier: str) -> None:
     response = harness.request("DELETE", f"/session?api-version={API}&identifier={identifier}", headers=AUTH)
     assert response.status_code == 204
+
+
+@contextlib.contextmanager
+def sessions_at_full_weight(root: CgroupRoot) -> Iterator[None]:
+    """The sessions' CPU weight at its maximum for a while. At their usual low weight a busy machine (a
+    process spinning on each core) keeps a session below its quota, so it is never throttled by it."""
+    weight = root.folders[1] / "cpu.shares" if root.version == 1 else root.folders[0] / "cpu.weight"
+    usual = weight.read_text().strip()
+    weight.write_text("262144" if root.version == 1 else "10000")
+    try:
+        yield
+    finally:
+        weight.write_text(usual)
 
 
 def alive(pid: int) -> bool:
@@ -175,8 +190,10 @@ def test_a_setsid_daemon_counts_against_the_session_and_dies_with_it(hostile: Ha
     members = cgroup.pids()
     daemons = [pid for pid in members if os.stat(f"/proc/{pid}").st_uid == session.uid]
     assert len(daemons) == 2  # the interpreter and the daemon, both in the session's cgroup
-    used, throttled = cgroup.cpu_seconds(), cgroup.throttled()
-    wait_until(lambda: cgroup.throttled() > throttled + 2, "the daemon to be throttled to the session's 0.5 core")
+    assert hostile.executor.sessions.cgroups is not None
+    with sessions_at_full_weight(hostile.executor.sessions.cgroups):
+        used, throttled = cgroup.cpu_seconds(), cgroup.throttled()
+        wait_until(lambda: cgroup.throttled() > throttled + 2, "the daemon to be throttled to the session's 0.5 core")
     later = cgroup.cpu_seconds()
     assert used is None or later is None or later > used  # the daemon's CPU is the session's
     assert value(hostile, neighbour, "print(1)") == 1  # another session still answers
