@@ -195,7 +195,8 @@ class LatencyAnalysis:
         self.critical_total_ns = 0
         self.phases: dict[str, array] = {name: array("d") for name, _ in PHASES}
         self.end_to_end = array("d")
-        self.interpreter_ms = array("d")  # code.execution.time_ms as the interpreter reported it
+        # code.execution.time_ms as the data plane reported it: whole ms (the spans' durations are the figure)
+        self.interpreter_ms = array("d")
 
     def add(self, trace: Trace) -> None:
         self.traces += 1

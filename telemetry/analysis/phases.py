@@ -78,6 +78,14 @@ def is_execution(service: str, name: str) -> bool:
     return name == c.SPAN_CODE_EXECUTE or (name == c.SPAN_CODE_EXECUTE_BEFORE and service != c.LANGCHAIN_API)
 
 
+def execution_ms(trace: Trace) -> float | None:
+    """The interpreter's time in one trace, in ms to the spans' nanosecond: the summed durations of its
+    interpreter runs (:func:`is_execution`), or None when it ran no code. The data plane's own figure
+    (``code.execution.time_ms``, its executionTimeInMilliseconds) is whole milliseconds: ``print(1)`` reads 0."""
+    durations = [span.duration_ns for span in trace.spans if is_execution(span.service, span.name)]
+    return sum(durations) / 1e6 if durations else None
+
+
 def is_tool_call(span: Span) -> bool:
     """LangChain's span of the code interpreter tool call, by its name now or before."""
     return span.service == c.LANGCHAIN_API and span.name in (c.SPAN_LANGCHAIN_TOOL_CALL,
