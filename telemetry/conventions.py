@@ -75,6 +75,8 @@ SPAN_PORTAL_WAIT = "portal.wait_for_result"
 SPAN_PORTAL_POLL = "portal.poll"
 SPAN_GATEKEEPER_CHECK = "gatekeeper.check_prompt"
 SPAN_ORCHESTRATION_BUILD = "orchestration.build"
+# Core reading a poll's status: holds the link to the operation, and a failed read (answered InProgress)
+SPAN_CORE_POLL = "core.operation_status"
 # The background workflow (SERVER, as the original's activity of the same work; below its submission span)
 SPAN_LANGCHAIN_WORKFLOW = "langchainapi_create_completion_response"
 SPAN_LANGCHAIN_WORKFLOW_BEFORE = "langchain.workflow"  # its name in traces of earlier versions

@@ -15,7 +15,6 @@ Azure): a warning says so once per process.
 from __future__ import annotations
 
 import functools
-import hashlib
 import hmac
 import logging
 import secrets
@@ -52,5 +51,4 @@ def reset_key() -> None:
 
 def keyed_hash(value: str, length: int = 16, key: bytes | None = None) -> str:
     """The first ``length`` hex digits of HMAC-SHA256(key, value); ``key`` defaults to the deployment's."""
-    digest = hmac.new(key if key is not None else deployment_key(), value.encode(), hashlib.sha256)
-    return digest.hexdigest()[:length]
+    return hmac.digest(key if key is not None else deployment_key(), value.encode(), "sha256").hex()[:length]

@@ -50,7 +50,7 @@ def user_identity(request: Request, required: bool = True) -> UnifiedUserIdentit
             raise ServiceError(400, "The X-USER-IDENTITY header is missing.", field=USER_IDENTITY_HEADER)
         return None
     try:
-        return UnifiedUserIdentity.model_validate(json.loads(raw))
+        return UnifiedUserIdentity.model_validate_json(raw)
     except (ValueError, TypeError) as error:
         raise ServiceError(400, "The X-USER-IDENTITY header is not a valid identity.", USER_IDENTITY_HEADER) from error
 

@@ -74,18 +74,17 @@ class HopClient:
         request_headers = {**self._headers, **(headers or {})}
         if identity is not None:
             request_headers[USER_IDENTITY_HEADER] = identity_header(identity)
-        shown = redact(path)
         try:
             response = await shared_client().request(
                 method, self._base + path, json=json, params=params, headers=request_headers,
                 timeout=timeout or self._timeout_s,
             )
         except httpx.TimeoutException as error:
-            raise self._failed(f"did not answer {method} {shown} in time ({type(error).__name__})") from error
+            raise self._failed(f"did not answer {method} {redact(path)} in time ({type(error).__name__})") from error
         except httpx.TransportError as error:
             raise self._failed(f"could not be reached ({type(error).__name__}: {error})") from error
         if response.status_code >= 500:
-            raise self._answered(response, method, shown)
+            raise self._answered(response, method, redact(path))
         return response
 
     async def call(self, method: str, path: str, *, expect: tuple[int, ...] = (200,), **kwargs: Any) -> Any:
@@ -96,15 +95,14 @@ class HopClient:
     async def decode(self, response: httpx.Response, method: str, path: str,
                      expect: tuple[int, ...] = (200,)) -> Any:
         """The JSON body of an expected answer; anything else is this hop's failure."""
-        path = redact(path)
         if response.status_code not in expect:
-            raise self._answered(response, method, path)
+            raise self._answered(response, method, redact(path))
         try:
             body = response.json()
         except ValueError as error:
-            raise self._failed(f"answered malformed JSON to {method} {path}") from error
+            raise self._failed(f"answered malformed JSON to {method} {redact(path)}") from error
         if not isinstance(body, dict | list):
-            raise self._failed(f"answered JSON that is not an object to {method} {path}")
+            raise self._failed(f"answered JSON that is not an object to {method} {redact(path)}")
         return body
 
     def _answered(self, response: httpx.Response, method: str, path: str) -> HopError:

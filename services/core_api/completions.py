@@ -112,8 +112,9 @@ class CoreService:
         if ctx is None or not _same_user(ctx.upn, identity.upn):  # another user's operation is not found
             raise ServiceError(404, f"The operation '{operation_id}' was not found.", "operationId")
         annotate({c.ATTR_OPERATION_ID: operation_id, c.ATTR_AGENT_NAME: ctx.agent_name})
-        # The poll is its own trace; the link leads to the operation's.
-        with hop_span("core.operation_status", {c.ATTR_OPERATION_ID: operation_id}, links=link_to(ctx.traceparent)):
+        # The poll is its own trace; the link leads to the operation's. A status that cannot be read is
+        # answered InProgress and marks this span, not the route's server span, which the alerts count.
+        with hop_span(c.SPAN_CORE_POLL, {c.ATTR_OPERATION_ID: operation_id}, links=link_to(ctx.traceparent)):
             if ctx.final is not None:
                 return ctx.final
             if time.time() - ctx.start_time > MAX_OPERATION_S:

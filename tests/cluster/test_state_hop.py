@@ -27,6 +27,7 @@ from telemetry import conventions as c
 from tests.cluster.client import CoreClient, code_prompt
 from tests.cluster.harness import balanced_cluster
 from tests.cluster.nginx import Nginx
+from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.wait import wait_until
 
 pytestmark = pytest.mark.chain
@@ -41,6 +42,7 @@ class Cluster:
     second: Chain  # the other LangChain replica, on the main chain's State and Context APIs
     nginx: Nginx
     core: CoreClient
+    receiver: OtlpReceiver
 
     def headers(self, package: str) -> dict[str, str]:
         key = self.main.service_env()[HOPS[package].api_key_env]  # type: ignore[index]
@@ -75,7 +77,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         nginx.start({"langchain_api": [chain.url("langchain_api") for chain in parts.chains],
                      "context_api": [main.url("context_api")]})
         parts.core = CoreClient(main.url("core_api"), data)
-        yield Cluster(main, parts.chains[1], nginx, parts.core)
+        yield Cluster(main, parts.chains[1], nginx, parts.core, parts.receiver)
 
 
 def _submit_to_orchestration(cluster: Cluster, operation_id: str, prompt: str) -> dict[str, Any]:
@@ -153,6 +155,16 @@ def test_polls_while_state_is_down_keep_the_operation_which_completes_once_state
         assert reply.status_code == 502 and reply.json()["failed_hop"] == c.STATE_API, reply.text
     finally:
         cluster.main.restart_service("state_api")
+    # A poll that could not read the status marks Core's step of the poll, naming State API, not the route's
+    # server span: the server-error alert counts those, and Core answered it (InProgress).
+    def failed_polls() -> list[ReceivedSpan]:
+        return [s for s in cluster.receiver.spans if s.service == c.CORE_API and s.name == c.SPAN_CORE_POLL
+                and s.attributes.get(c.ATTR_OPERATION_ID) == submitted.operation_id
+                and s.attributes.get(c.ATTR_FAILED_HOP) == c.STATE_API]
+    assert cluster.receiver.wait_for(lambda: len(failed_polls()) >= 2), "the failed polls' spans"
+    for step in failed_polls():
+        (server,) = [s for s in cluster.receiver.trace(step.trace_id) if s.span_id == step.parent_span_id]
+        assert server.kind == 2 and server.status_code != 2, server  # SERVER, not ERROR
     outcome = cluster.core.wait(submitted, timeout_s=30)
     assert outcome["status"] == "Completed", outcome
     assert "cell 42" in outcome["result"]["text"], outcome["result"]
