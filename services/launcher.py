@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parents[1]
 TLS_PACKAGES = ("dynamic_sessions", "code_session_api")  # the code session pools: https with ``tls``
+# Each service process gets its own: its socket, its port, the launcher that started it.
+PER_PROCESS_VARIABLES = ("FLLM_FD", "FLLM_PORT", "FLLM_PARENT_PID")
 
 
 class ChainError(RuntimeError):
@@ -101,7 +103,7 @@ class Chain:
 
     def service_env(self) -> dict[str, str]:
         """The environment every service of this chain shares (URLs, keys, data dir, gatekeeper)."""
-        env = {key: value for key, value in os.environ.items() if key not in ("FLLM_FD", "FLLM_PORT")}
+        env = {key: value for key, value in os.environ.items() if key not in PER_PROCESS_VARIABLES}
         env.update({url_env(package): service.url for package, service in self.services.items()})
         env.update(self.secrets_env)
         env.update({"FLLM_DATA_DIR": str(self.data_dir), "FLLM_GATEKEEPER": self.gatekeeper, "PYTHONPATH": str(REPO)})
@@ -129,7 +131,7 @@ class Chain:
         if service.sock is None:  # started again: listen on its port again
             service.sock = self._bind(service.package, int(service.url.rsplit(":", 1)[1])).sock
         assert service.sock is not None
-        env = {**self.service_env(), "FLLM_FD": str(service.sock.fileno())}
+        env = {**self.service_env(), "FLLM_FD": str(service.sock.fileno()), "FLLM_PARENT_PID": str(os.getpid())}
         if self.local_tls is not None and service.package in TLS_PACKAGES:
             env.update(self.local_tls.env())
         with service.log_path.open("ab") as log:

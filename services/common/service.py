@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -97,9 +98,27 @@ def run(package: str, factory: Callable[[], FastAPI]) -> None:
     gc.collect()
     gc.freeze()
     sockets = [socket.socket(fileno=switches.fd)] if switches.fd is not None else None
-    serving = uvicorn.Server(config).serve(sockets=sockets)
+    serving = _serve(uvicorn.Server(config), sockets, switches.parent_pid)
     if switches.loop == "asyncio":
         asyncio.run(serving)
     else:
         uvloop.run(serving)
 
+
+async def _serve(server: uvicorn.Server, sockets: list[socket.socket] | None, parent_pid: int | None) -> None:
+    watch = asyncio.ensure_future(exit_with_parent(server, parent_pid)) if parent_pid is not None else None
+    try:
+        await server.serve(sockets=sockets)
+    finally:
+        if watch is not None:
+            watch.cancel()
+
+
+async def exit_with_parent(server: uvicorn.Server, parent_pid: int, every_s: float = 1.0) -> None:
+    """Stop as on SIGTERM once the launcher that started this service is gone (its children are then
+    handed to another parent): a chain whose launcher was killed would otherwise keep its ports, its
+    sandboxes and its CPU with nobody left to stop it."""
+    while os.getppid() == parent_pid:
+        await asyncio.sleep(every_s)
+    log.warning("the launcher that started this service (pid %d) is gone: stopping", parent_pid)
+    server.should_exit = True

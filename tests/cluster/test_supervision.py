@@ -3,6 +3,7 @@ refuses connections meanwhile, and stopping the chain leaves no process behind, 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -113,6 +114,39 @@ def test_stopping_after_a_kill_leaves_no_process_behind(tmp_path: Path, receiver
     for service in chain.services.values():
         with pytest.raises(ProcessLookupError):
             os.killpg(service.process.pid, 0)  # type: ignore[union-attr]
+
+
+
+LAUNCHER = """
+import sys, time
+from pathlib import Path
+from services.launcher import Chain
+chain = Chain(Path(sys.argv[1]), ephemeral_ports=True, packages=("state_api",)).start()
+print(chain.services["state_api"].process.pid, chain.url("state_api"), flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_chain_whose_launcher_is_killed_stops_by_itself(tmp_path: Path) -> None:
+    launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                                cwd=Path(__file__).resolve().parents[2])
+    service: psutil.Process | None = None
+    try:
+        assert launcher.stdout is not None
+        pid, url = launcher.stdout.readline().split()
+        service = psutil.Process(int(pid))
+        assert httpx.get(f"{url}/status", timeout=5).status_code == 200
+        launcher.kill()  # no chance to stop its chain
+        launcher.wait(10)
+        gone, alive = psutil.wait_procs([service], timeout=15)
+        assert not alive, "the service outlived its launcher"
+        with pytest.raises(httpx.ConnectError):  # its port is free again
+            httpx.get(f"{url}/status", timeout=5)
+    finally:
+        launcher.kill()
+        if service is not None:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                service.kill()
 
 
 class _CrashingChain:

@@ -44,6 +44,9 @@ class TelemetrySwitches(FllmSettings):
     log_level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(upper)] = "WARNING"
     port: Annotated[int, Field(ge=0, lt=65536)] | None = None  # FLLM_PORT: else the registry's default port
     fd: Annotated[int, Field(ge=0)] | None = None  # FLLM_FD: a listening socket inherited from the launcher
+    # FLLM_PARENT_PID: the launcher that started this service (callstack up/demo/bench, the tests): once it is
+    # gone, killed say, the service stops as on SIGTERM instead of holding its port with nobody to stop it
+    parent_pid: Annotated[int, Field(ge=1)] | None = None
     # FLLM_TELEMETRY_HASH_KEY: the key ids on spans are hashed with (None or empty: a random one per process).
     # Any length: a key shorter than 16 characters is used with a warning (telemetry/id_hash.py), since a span
     # is no place to fail a request.
