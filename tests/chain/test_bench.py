@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
 from services.launcher import REPO
 from telemetry import conventions as c
@@ -14,14 +15,17 @@ KEYS = ("e2e_p50_ms", "e2e_p95_ms", "chain_overhead_p50_ms", "tracing_overhead_r
         "execution_p50_ms", "execution_p95_ms")  # the code.execute span's time: print(1) is under 1 whole ms
 
 
-def test_callstack_bench_prints_every_figure_as_json() -> None:
-    completed = subprocess.run(
-        [sys.executable, "-m", "services.cli", "bench", "--json", "--runs", "3", "--warmup", "1", "--rounds", "1",
-         "--seconds", "1", "--code-runs", "3", "--cold-runs", "1"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-    )
+def figures_of(module: str, *args: str) -> dict[str, Any]:
+    """Run a benchmark module with ``--json`` at its smallest settings; the JSON object it printed last."""
+    completed = subprocess.run([sys.executable, "-m", module, *args, "--json"], cwd=REPO, capture_output=True,
+                               text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-3000:]
-    figures = json.loads(completed.stdout.strip().splitlines()[-1])
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def test_callstack_bench_prints_every_figure_as_json() -> None:
+    figures = figures_of("services.cli", "bench", "--runs", "3", "--warmup", "1", "--rounds", "1", "--seconds", "1",
+                         "--code-runs", "3", "--cold-runs", "1")
     for key in KEYS:
         assert isinstance(figures[key], int | float) and figures[key] > 0, (key, figures[key])
     assert figures["failures"] == 0 and figures["completions"] > 0
@@ -32,12 +36,7 @@ def test_callstack_bench_prints_every_figure_as_json() -> None:
 
 
 def test_the_tracing_cost_benchmark_splits_the_cost_by_service_and_stage() -> None:
-    completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks.tracing_cost", "--json", "--runs", "3", "--warmup", "1"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    figures = json.loads(completed.stdout.strip().splitlines()[-1])
+    figures = figures_of("benchmarks.tracing_cost", "--runs", "3", "--warmup", "1")
     traced, untraced = figures["traced"], figures["untraced"]
     assert traced["completions"] == untraced["completions"] == 3
     # by service process (its package), not service.name
@@ -53,12 +52,7 @@ def test_the_tracing_cost_benchmark_splits_the_cost_by_service_and_stage() -> No
 
 
 def test_the_machine_cpu_benchmark_accounts_for_the_whole_machine() -> None:
-    completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks.machine_cpu", "--json", "--seconds", "2", "--warmup", "1"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    figures = json.loads(completed.stdout.strip().splitlines()[-1])
+    figures = figures_of("benchmarks.machine_cpu", "--seconds", "2", "--warmup", "1")
     assert figures["traced"] and figures["failures"] == 0 and figures["completions"] > 0
     cpu = figures["cpu_ms_per_completion"]
     services = {"core_api", "orchestration_api", "langchain_api", "state_api", "context_api", "dynamic_sessions"}

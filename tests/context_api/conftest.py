@@ -154,6 +154,16 @@ async def post(client: httpx.AsyncClient, path: str, body: dict[str, Any], **kwa
     return response.json()
 
 
+async def create_session(client: httpx.AsyncClient, provider: str, conversation: str, **extra: Any) -> str:
+    """Alice's code session for the conversation (Orchestration's POST /codeSessions); its id."""
+    return (await post(client, "/codeSessions", create_body(provider, conversation, **extra)))["session_id"]
+
+
+async def execute_code(client: httpx.AsyncClient, session: str, code: str) -> dict[str, Any]:
+    """Run ``code`` in the session (POST .../executeCode, must answer 200); the answer's JSON."""
+    return await post(client, f"/codeSessions/{session}/executeCode", {"code_to_execute": code})
+
+
 async def attach(client: httpx.AsyncClient, conversation: str, name: str, content: bytes) -> dict[str, Any]:
     """Attach a file to Alice's conversation (the Context API's POST /files)."""
     response = await client.post(f"{BASE}/files", headers=headers_for(), data={"conversation_id": conversation},

@@ -22,7 +22,8 @@ from tests.context_api.conftest import (
     Providers,
     app_for,
     attach,
-    create_body,
+    create_session,
+    execute_code,
     post,
     running,
     spans_named,
@@ -121,21 +122,19 @@ def test_a_new_code_interpreter_session_is_not_listed_a_used_one_is(providers: P
     async def scenario() -> None:
         async with running(app_for(providers, tmp_path)) as client:
             await attach(client, "conv-fresh", "input.csv", INPUT_CSV)
-            session = (await post(client, "/codeSessions", create_body(CODE_INTERPRETER, "conv-fresh")))["session_id"]
+            session = await create_session(client, CODE_INTERPRETER, "conv-fresh")
             assert await files_after_upload(client, session) == {}
             assert last_upload(span_exporter) == (True, ["POST /files"])  # no GET /files: no listing
 
             # Code ran in it (no upload first): the next upload lists it and deletes what the code left.
-            used = (await post(client, "/codeSessions", create_body(CODE_INTERPRETER, "conv-fresh",
-                                                                    context="Other")))["session_id"]
-            assert (await post(client, f"/codeSessions/{used}/executeCode",
-                               {"code_to_execute": LEAVE_A_FILE}))["standard_output"] == "left\n"
+            used = await create_session(client, CODE_INTERPRETER, "conv-fresh", context="Other")
+            assert (await execute_code(client, used, LEAVE_A_FILE))["standard_output"] == "left\n"
             assert await files_after_upload(client, used) == {}  # left.txt is gone
             known_empty, calls = last_upload(span_exporter)
             assert not known_empty and calls[0] == "GET /files" and "DELETE /files/left.txt" in calls
 
             # The first session's second upload (after code ran in it) lists it too.
-            await post(client, f"/codeSessions/{session}/executeCode", {"code_to_execute": LEAVE_A_FILE})
+            await execute_code(client, session, LEAVE_A_FILE)
             assert await files_after_upload(client, session) == {}
             known_empty, calls = last_upload(span_exporter)
             assert not known_empty and "GET /files" in calls and "DELETE /files/left.txt" in calls
@@ -149,11 +148,11 @@ def test_the_flag_survives_a_restart_of_the_context_api(providers: Providers, tm
     async def create() -> str:
         async with running(app_for(providers, tmp_path)) as client:
             await attach(client, "conv-restarted", "input.csv", INPUT_CSV)
-            return (await post(client, "/codeSessions", create_body(CODE_INTERPRETER, "conv-restarted")))["session_id"]
+            return await create_session(client, CODE_INTERPRETER, "conv-restarted")
 
     async def execute(session: str) -> None:
         async with running(app_for(providers, tmp_path)) as client:
-            await post(client, f"/codeSessions/{session}/executeCode", {"code_to_execute": LEAVE_A_FILE})
+            await execute_code(client, session, LEAVE_A_FILE)
 
     async def upload(session: str) -> dict[str, str]:
         async with running(app_for(providers, tmp_path)) as client:
@@ -177,15 +176,14 @@ def test_a_custom_container_session_is_always_emptied(providers: Providers, tmp_
     async def scenario() -> None:
         async with running(app_for(providers, tmp_path)) as client:
             await attach(client, "conv-container", "input.csv", INPUT_CSV)
-            session = (await post(client, "/codeSessions", create_body(CUSTOM_CONTAINER, "conv-container")))
-            assert await files_after_upload(client, session["session_id"]) == {}
+            session = await create_session(client, CUSTOM_CONTAINER, "conv-container")
+            assert await files_after_upload(client, session) == {}
             assert last_upload(span_exporter) == (False, ["POST /files/delete", "POST /files/upload"])
-            await post(client, f"/codeSessions/{session['session_id']}/executeCode",
-                       {"code_to_execute": LEAVE_A_FILE})
+            await execute_code(client, session, LEAVE_A_FILE)
             # The next completion's create: the same session, with what the last turn left in it.
-            again = await post(client, "/codeSessions", create_body(CUSTOM_CONTAINER, "conv-container"))
-            assert again["session_id"] == session["session_id"]
-            assert await files_after_upload(client, again["session_id"]) == {}  # left.txt is gone
+            again = await create_session(client, CUSTOM_CONTAINER, "conv-container")
+            assert again == session
+            assert await files_after_upload(client, again) == {}  # left.txt is gone
             assert last_upload(span_exporter)[0] is False
 
     asyncio.run(scenario())

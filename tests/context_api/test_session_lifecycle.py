@@ -9,7 +9,6 @@ import asyncio
 import json
 import logging
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -25,7 +24,8 @@ from tests.context_api.conftest import (
     Providers,
     app_for,
     closed_port_url,
-    create_body,
+    create_session,
+    execute_code,
     headers_for,
     make_app,
     make_config,
@@ -34,20 +34,6 @@ from tests.context_api.conftest import (
 )
 
 POOL_API = "2025-10-02-preview"
-
-
-async def create(client: httpx.AsyncClient, provider: str, conversation: str) -> str:
-    response = await client.post(f"{BASE}/codeSessions", json=create_body(provider, conversation),
-                                 headers=headers_for())
-    assert response.status_code == 200, response.text
-    return response.json()["session_id"]
-
-
-async def execute(client: httpx.AsyncClient, session_id: str, code: str) -> dict[str, Any]:
-    response = await client.post(f"{BASE}/codeSessions/{session_id}/executeCode", json={"code_to_execute": code},
-                                 headers=headers_for())
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 def pool_sessions(providers: Providers) -> set[str]:
@@ -62,8 +48,8 @@ def test_a_code_interpreter_session_is_deleted_from_the_pool(providers: Provider
                                                              span_exporter: InMemorySpanExporter) -> None:
     async def scenario() -> None:
         async with running(app_for(providers, tmp_path)) as client:
-            session_id = await create(client, CODE_INTERPRETER, "conv-release")
-            assert (await execute(client, session_id, "kept = 21\nkept * 2"))["execution_result"] == "42"
+            session_id = await create_session(client, CODE_INTERPRETER, "conv-release")
+            assert (await execute_code(client, session_id, "kept = 21\nkept * 2"))["execution_result"] == "42"
             assert session_id in pool_sessions(providers)
 
             span_exporter.clear()
@@ -83,7 +69,7 @@ def test_a_code_interpreter_session_is_deleted_from_the_pool(providers: Provider
             again = await client.delete(f"{BASE}/codeSessions/{session_id}", headers=headers_for())
             assert again.status_code == 200 and again.json()["deleted"] is True
             # The identifier is free: a later call gets a new, empty session.
-            fresh = await execute(client, session_id, "'kept' in globals()")
+            fresh = await execute_code(client, session_id, "'kept' in globals()")
             assert fresh["status"] == "Succeeded" and fresh["execution_result"] == "false"
 
     asyncio.run(scenario())
@@ -94,14 +80,14 @@ def test_a_custom_container_session_stays_for_the_conversation(providers: Provid
                                                                span_exporter: InMemorySpanExporter) -> None:
     async def scenario() -> None:
         async with running(app_for(providers, tmp_path)) as client:
-            session_id = await create(client, CUSTOM_CONTAINER, "conv-kept")
-            await execute(client, session_id, "remembered = 7")
+            session_id = await create_session(client, CUSTOM_CONTAINER, "conv-kept")
+            await execute_code(client, session_id, "remembered = 7")
             span_exporter.clear()
             response = await client.delete(f"{BASE}/codeSessions/{session_id}", headers=headers_for())
             assert response.status_code == 200 and response.json()["deleted"] is False
             [span] = spans_named(span_exporter, SPAN_DELETE_SESSION)
             assert span.attributes[ATTR_SESSION_DELETED] is False
-            later = await execute(client, session_id, "remembered")
+            later = await execute_code(client, session_id, "remembered")
             assert later["status"] == "Succeeded" and json.loads(later["execution_result"]) == {"remembered": "7"}
 
     asyncio.run(scenario())
@@ -111,12 +97,12 @@ def test_a_custom_container_session_stays_for_the_conversation(providers: Provid
 def test_an_image_result_and_a_json_value_pass_through(providers: Providers, tmp_path: Path) -> None:
     async def scenario() -> None:
         async with running(app_for(providers, tmp_path)) as client:
-            session_id = await create(client, CODE_INTERPRETER, "conv-image")
+            session_id = await create_session(client, CODE_INTERPRETER, "conv-image")
             plot = "import matplotlib.pyplot as plt\nplt.bar(['a', 'b'], [1, 3])\nplt.show()"
-            image = json.loads((await execute(client, session_id, plot))["execution_result"])
+            image = json.loads((await execute_code(client, session_id, plot))["execution_result"])
             assert image["type"] == "image" and image["format"] == "png"
             assert image["base64_data"].startswith("iVBORw0KGgo")  # the PNG signature, base64
-            values = await execute(client, session_id, "{'n': [1, 2.5, True, None]}")
+            values = await execute_code(client, session_id, "{'n': [1, 2.5, True, None]}")
             assert json.loads(values["execution_result"]) == {"n": [1, 2.5, True, None]}
 
     asyncio.run(scenario())
@@ -128,7 +114,7 @@ def test_a_failed_delete_is_logged_and_answered_502_naming_the_pool(tmp_path: Pa
 
     async def scenario() -> None:
         async with running(app) as client:
-            session_id = await create(client, CODE_INTERPRETER, "conv-down")
+            session_id = await create_session(client, CODE_INTERPRETER, "conv-down")
             span_exporter.clear()
             with caplog.at_level(logging.WARNING, logger="foundationallm.context_api"):
                 response = await client.delete(f"{BASE}/codeSessions/{session_id}", headers=headers_for())
@@ -146,7 +132,7 @@ def test_only_the_owner_can_delete_and_unknown_sessions_are_404(tmp_path: Path) 
 
     async def scenario() -> None:
         async with running(app) as client:
-            session_id = await create(client, CODE_INTERPRETER, "conv-owner")
+            session_id = await create_session(client, CODE_INTERPRETER, "conv-owner")
             other = await client.delete(f"{BASE}/codeSessions/{session_id}", headers=headers_for(BOB))
             assert other.status_code == 404 and "sessionId" in other.text
             unknown = await client.delete(f"{BASE}/codeSessions/no-such-session", headers=headers_for())
