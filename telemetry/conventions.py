@@ -171,6 +171,12 @@ ATTR_CODE_STDOUT_SIZE = "code.stdout.size_bytes"
 ATTR_CODE_STDERR_SIZE = "code.stderr.size_bytes"
 ATTR_CODE_EXECUTION_TYPE = "code.execution.type"  # Synchronous | Asynchronous
 ATTR_CODE_SESSION_ACQUIRE = "code_session.acquire.result"  # warm | cold | existing
+# What the execution cost its session's cgroup (on code.execute, where the session has one):
+ATTR_CODE_OOM_KILLS = "code_session.memory.oom_kills"  # processes killed at the memory limit meanwhile
+ATTR_CODE_MEMORY_PEAK = "code_session.memory.peak_bytes"  # the session's peak so far
+ATTR_CODE_MEMORY_LIMIT = "code_session.memory.limit_bytes"
+ATTR_CODE_CPU_TIME = "code_session.cpu.time_s"  # CPU time of the session's processes meanwhile
+ATTR_CODE_CPU_THROTTLED = "code_session.cpu.throttled_periods"  # CFS periods held back by its quota
 
 # --- metrics (OTel names; Prometheus adds unit and _total suffixes) ---
 METRIC_CODE_EXECUTION_DURATION = "foundationallm.code_execution.duration"  # s; provider, outcome

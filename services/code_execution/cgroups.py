@@ -36,6 +36,23 @@ def _write(path: Path, value: str) -> None:
         os.close(fd)
 
 
+def _read(path: Path) -> str:
+    """A small cgroup file's text, read at every execution (os.read: under half of ``Path.read_text``)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 4096).decode()
+    finally:
+        os.close(fd)
+
+
+def _field(path: Path, name: str) -> int | None:
+    """The value of ``name`` in a flat-keyed cgroup file (``cpu.stat``, ``memory.events``, ...)."""
+    for line in _read(path).splitlines():
+        if line.startswith(name + " "):
+            return int(line.split()[1])
+    return None
+
+
 class SessionCgroup:
     """A session's folder in each hierarchy (v1) or its one folder (v2)."""
 
@@ -93,33 +110,54 @@ class SessionCgroup:
 
     def cpu_seconds(self) -> float | None:
         """CPU time of the cgroup's processes (v2 cpu.stat; v1 cpuacct, when mounted with cpu)."""
-        try:
+        with contextlib.suppress(OSError, ValueError):
             if self.version == 2:
-                for line in (self.folders[0] / "cpu.stat").read_text().splitlines():
-                    if line.startswith("usage_usec "):
-                        return int(line.split()[1]) / 1e6
-                return None
-            for folder in self.folders:
-                if (folder / "cpuacct.usage").exists():
-                    return int((folder / "cpuacct.usage").read_text()) / 1e9
-            return None
-        except (OSError, ValueError, IndexError):
-            return None
+                usage_us = _field(self.folders[0] / "cpu.stat", "usage_usec")
+                return None if usage_us is None else usage_us / 1e6
+            for folder in (self.folders[-1], self.folders[1]):  # cpuacct on its own (last), or with cpu
+                with contextlib.suppress(FileNotFoundError):
+                    return int(_read(folder / "cpuacct.usage")) / 1e9
+        return None
 
     def throttled(self) -> int:
         """How many CFS periods the cgroup was held back by its CPU quota."""
-        stat = self.folders[0 if self.version == 2 else 1] / "cpu.stat"
         with contextlib.suppress(OSError, ValueError):
-            for line in stat.read_text().splitlines():
-                if line.startswith("nr_throttled "):
-                    return int(line.split()[1])
+            return _field(self.folders[0 if self.version == 2 else 1] / "cpu.stat", "nr_throttled") or 0
         return 0
 
     def peak_memory(self) -> int | None:
-        name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"
+        """The most memory the session's processes held at once since the session began."""
         with contextlib.suppress(OSError, ValueError):
-            return int((self.folders[0] / name).read_text())
+            name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"
+            return int(_read(self.folders[0] / name))
         return None
+
+    def oom_kills(self) -> int | None:
+        """How many of the session's processes the kernel killed at its memory limit (v2 memory.events,
+        v1 memory.oom_control: kernels since 4.13)."""
+        with contextlib.suppress(OSError, ValueError):
+            name = "memory.events" if self.version == 2 else "memory.oom_control"
+            return _field(self.folders[0] / name, "oom_kill")
+        return None
+
+    def usage(self) -> CgroupUsage:
+        return CgroupUsage(self.oom_kills(), self.cpu_seconds(), self.throttled())
+
+
+@dataclass(frozen=True)
+class CgroupUsage:
+    """Counters of a session's cgroup at one moment; ``since`` gives what an execution added."""
+
+    oom_kills: int | None
+    cpu_s: float | None
+    throttled: int
+
+    def since(self, before: CgroupUsage) -> CgroupUsage:
+        return CgroupUsage(
+            None if self.oom_kills is None or before.oom_kills is None else self.oom_kills - before.oom_kills,
+            None if self.cpu_s is None or before.cpu_s is None else self.cpu_s - before.cpu_s,
+            self.throttled - before.throttled,
+        )
 
 
 class CgroupRoot:

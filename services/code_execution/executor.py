@@ -14,8 +14,8 @@ from opentelemetry import metrics
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import Span, Status, StatusCode
 
-from services.code_execution.cgroups import CgroupLimits
-from services.code_execution.config import ExecutorConfig
+from services.code_execution.cgroups import CgroupLimits, CgroupUsage, SessionCgroup
+from services.code_execution.config import MIB, ExecutorConfig
 from services.code_execution.files import SessionFiles
 from services.code_execution.host import HostSandbox
 from services.code_execution.models import (
@@ -254,19 +254,29 @@ class Executor:
             c.ATTR_CODE_SHA256: hashlib.sha256(code_bytes).hexdigest(),
             c.ATTR_CODE_EXECUTION_TYPE: spec.execution_type,
         }
+        cgroup = session.slot.cgroup
         with hop_span(c.SPAN_CODE_EXECUTE, attributes) as span:
+            before = cgroup.usage() if cgroup is not None else None
             started = time.perf_counter()
+            stopped: WorkerError | None = None
             try:
-                reply = await worker.execute(spec.code, spec.max_output, spec.named_results, spec.timeout_s)
-                outcome = _outcome_of(reply)
+                outcome = _outcome_of(
+                    await worker.execute(spec.code, spec.max_output, spec.named_results, spec.timeout_s)
+                )
             except WorkerError as error:
                 # Everything the execution started ends with its sandbox; the next execution gets a new
                 # interpreter in the same slot (files are kept).
-                session.worker = None
+                session.worker, stopped = None, error
                 await worker.close()
                 await self._sweep(session)
-                outcome = _interpreter_failure(error, time.perf_counter() - started, spec.max_output)
             duration_s = time.perf_counter() - started
+            used: CgroupUsage | None = None
+            if cgroup is not None and before is not None:
+                used = cgroup.usage().since(before)
+                self._annotate_usage(span, cgroup, used)
+            if stopped is not None:
+                killed_at = self.config.limits.memory_bytes // MIB if used is not None and used.oom_kills else None
+                outcome = _interpreter_failure(stopped, duration_s, spec.max_output, killed_at)
             annotate(
                 {
                     c.ATTR_CODE_STATUS: outcome.status,
@@ -283,6 +293,18 @@ class Executor:
                 duration_s, {c.METRIC_ATTR_PROVIDER: self.provider, c.METRIC_ATTR_OUTCOME: outcome.outcome}
             )
             return outcome
+
+    def _annotate_usage(self, span: Span, cgroup: SessionCgroup, used: CgroupUsage) -> None:
+        annotate(
+            {
+                c.ATTR_CODE_OOM_KILLS: used.oom_kills,
+                c.ATTR_CODE_MEMORY_PEAK: cgroup.peak_memory(),
+                c.ATTR_CODE_MEMORY_LIMIT: self.config.limits.memory_bytes,
+                c.ATTR_CODE_CPU_TIME: None if used.cpu_s is None else round(used.cpu_s, 6),
+                c.ATTR_CODE_CPU_THROTTLED: used.throttled,
+            },
+            span,
+        )
 
     def _unavailable(self, error: WorkerError) -> ExecutionOutcome:
         self._duration.record(0.0, {c.METRIC_ATTR_PROVIDER: self.provider, c.METRIC_ATTR_OUTCOME: FAILED})
@@ -315,9 +337,15 @@ def _outcome_of(reply: dict[str, object]) -> ExecutionOutcome:
     )
 
 
-def _interpreter_failure(error: WorkerError, elapsed_s: float, max_output: int) -> ExecutionOutcome:
+def _interpreter_failure(
+    error: WorkerError, elapsed_s: float, max_output: int, killed_at_memory_mb: int | None = None
+) -> ExecutionOutcome:
+    """``killed_at_memory_mb``: the session's memory limit, when the kernel killed processes at it meanwhile."""
     if error.timed_out:
         failure = ExecutionFailure("CodeExecutionTimedOut", "TimeoutError", str(error))
+    elif killed_at_memory_mb is not None:
+        error = WorkerError(f"the interpreter was killed at the session's memory limit ({killed_at_memory_mb} MiB)")
+        failure = ExecutionFailure("CodeExecutionOutOfMemory", "MemoryError", str(error))
     else:
         failure = ExecutionFailure("InterpreterFailed", "InterpreterError", str(error))
     note = (

@@ -25,8 +25,8 @@ class ExecutionSpec:
 
 @dataclass(frozen=True)
 class ExecutionFailure:
-    code: str  # CodeExecutionFailed | CodeExecutionTimedOut | InterpreterFailed
-    name: str  # the Python exception type, or TimeoutError / InterpreterError
+    code: str  # CodeExecutionFailed | CodeExecutionTimedOut | CodeExecutionOutOfMemory | InterpreterFailed
+    name: str  # the Python exception type, or TimeoutError / MemoryError / InterpreterError
     message: str
     traceback: str = ""
 

@@ -16,12 +16,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from services.code_execution import ExecutionSpec, Executor, SandboxLimits
 from services.code_execution.cgroups import CgroupRoot
 from services.code_execution.config import MIB
 from services.code_execution.sessions import Session
-from tests.code_execution.conftest import API, AUTH, Harness, LoopThread, make_config, settings_for
+from telemetry import conventions as c
+from tests.code_execution.conftest import API, AUTH, Harness, LoopThread, make_config, settings_for, spans_named
 from tests.hostile_code import DISK_BOMB, FORK_BOMB, memory_bomb
 from tests.wait import wait_until
 
@@ -210,7 +213,14 @@ def test_a_fork_bomb_hits_the_process_limit(hostile: Harness) -> None:
     delete(hostile, identifier)
 
 
-def test_a_memory_bomb_of_children_stays_within_the_session_limit(hostile: Harness) -> None:
+def executions_of(exporter: InMemorySpanExporter, session: Session) -> list[ReadableSpan]:
+    return [span for span in spans_named(exporter, c.SPAN_CODE_EXECUTE)
+            if span.attributes and span.attributes[c.ATTR_CODE_SESSION_ID_HASH] == session.id_hash]
+
+
+def test_a_memory_bomb_of_children_stays_within_the_session_limit(
+    hostile: Harness, span_exporter: InMemorySpanExporter
+) -> None:
     identifier = new_id()
     body = run(hostile, identifier, memory_bomb(children=3, megabytes=900))
     session = session_of(hostile, identifier)
@@ -218,10 +228,43 @@ def test_a_memory_bomb_of_children_stays_within_the_session_limit(hostile: Harne
     if body["status"] == "Succeeded":
         codes = json.loads(body["result"]["stdout"].strip())
         assert codes.count(0) < 3 and -9 in codes, codes  # children past the limit were OOM-killed
-    else:  # the OOM killer took the interpreter itself
-        assert body["error"]["error"]["code"] == "InterpreterFailed"
+    else:  # the OOM killer took the interpreter itself, and the answer says so
+        assert body["error"]["error"]["code"] == "CodeExecutionOutOfMemory", body["error"]
+        assert "memory limit (1024 MiB)" in body["result"]["stderr"], body["result"]["stderr"]
     assert peak is None or peak <= LIMITS.memory_bytes
+    # The execution's span counts the kills at the limit and says what the session used.
+    (span,) = executions_of(span_exporter, session)
+    attributes = span.attributes or {}
+    assert attributes[c.ATTR_CODE_OOM_KILLS] >= 1, dict(attributes)
+    assert attributes[c.ATTR_CODE_MEMORY_LIMIT] == LIMITS.memory_bytes
+    assert LIMITS.memory_bytes // 2 < attributes[c.ATTR_CODE_MEMORY_PEAK] <= LIMITS.memory_bytes
+    assert attributes[c.ATTR_CODE_CPU_TIME] > 0
     assert value(hostile, identifier, "print(3)") == 3
+    (_, after) = executions_of(span_exporter, session)
+    assert (after.attributes or {})[c.ATTR_CODE_OOM_KILLS] == 0  # counted per execution
+    delete(hostile, identifier)
+
+
+def test_an_interpreter_killed_at_the_memory_limit_says_so(
+    hostile: Harness, span_exporter: InMemorySpanExporter
+) -> None:
+    identifier = new_id()
+    run(hostile, identifier, "open('/mnt/data/kept.txt', 'w').write('kept')")
+    # 700 MiB in the interpreter (within its own address space limit), then a process of 500 MiB beside it:
+    # together past the session's 1 GiB, and the kernel kills the biggest, the interpreter.
+    grow = (
+        "import subprocess, sys, time\nheld = bytearray(b'x') * (700 * 1024 * 1024)\n"
+        "subprocess.Popen([sys.executable, '-c', 'b = bytearray(bytes(1)) * (500 * 1024 * 1024); "
+        "import time; time.sleep(60)'])\ntime.sleep(30)"
+    )
+    body = run(hostile, identifier, grow)
+    assert body["status"] == "Failed" and body["error"]["error"]["code"] == "CodeExecutionOutOfMemory", body
+    stderr = body["result"]["stderr"]
+    assert "MemoryError: the interpreter was killed at the session's memory limit (1024 MiB)" in stderr, stderr
+    span = executions_of(span_exporter, session_of(hostile, identifier))[-1]
+    assert (span.attributes or {})[c.ATTR_CODE_OOM_KILLS] >= 1
+    assert [event.attributes["exception.type"] for event in span.events if event.attributes] == ["MemoryError"]
+    assert value(hostile, identifier, "print(len(open('/mnt/data/kept.txt').read()))") == 4
     delete(hostile, identifier)
 
 
