@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import gc
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -183,6 +183,42 @@ def _stats(values: Iterable[float]) -> dict[str, float]:
             "p99_ms": _ms(percentile(ordered, 99))}
 
 
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+@dataclass
+class _CodeUsage:
+    """What executions used of their sessions' cgroups (the code.execute attributes), where they have one."""
+
+    cpu_ms: array = field(default_factory=lambda: array("d"))
+    wall_ms: array = field(default_factory=lambda: array("d"))
+    throttled_executions: int = 0
+    oom_kills: int = 0
+    oom_executions: int = 0
+
+    def add(self, attributes: Mapping[str, object], wall_ms: float) -> None:
+        cpu_s = attributes.get(c.ATTR_CODE_CPU_TIME)
+        if not isinstance(cpu_s, int | float) or isinstance(cpu_s, bool):
+            return
+        self.cpu_ms.append(cpu_s * 1000)
+        self.wall_ms.append(wall_ms)
+        self.throttled_executions += bool(_count(attributes.get(c.ATTR_CODE_CPU_THROTTLED)))
+        kills = _count(attributes.get(c.ATTR_CODE_OOM_KILLS)) or 0
+        self.oom_kills += kills
+        self.oom_executions += kills > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        cpu = _stats(self.cpu_ms)
+        wall = sum(self.wall_ms)
+        return {
+            "executions": len(self.cpu_ms), "cpu_p50_ms": cpu["p50_ms"], "cpu_p95_ms": cpu["p95_ms"],
+            "cpu_p99_ms": cpu["p99_ms"], "cpu_of_wall": round(sum(self.cpu_ms) / wall, 4) if wall else 0.0,
+            "throttled_executions": self.throttled_executions,
+            "oom_kills": self.oom_kills, "executions_with_oom_kills": self.oom_executions,
+        }
+
+
 class LatencyAnalysis:
     """Accumulates traces one at a time (memory: a few numbers per span, never the spans)."""
 
@@ -197,6 +233,7 @@ class LatencyAnalysis:
         self.end_to_end = array("d")
         # code.execution.time_ms as the data plane reported it: whole ms (the spans' durations are the figure)
         self.interpreter_ms = array("d")
+        self.code_usage = _CodeUsage()
 
     def add(self, trace: Trace) -> None:
         self.traces += 1
@@ -218,6 +255,7 @@ class LatencyAnalysis:
                 reported = span.attributes.get(c.ATTR_CODE_EXECUTION_MS)
                 if isinstance(reported, int | float) and not isinstance(reported, bool):
                     self.interpreter_ms.append(float(reported))
+                self.code_usage.add(span.attributes, hop.durations[-1])
         if poll:
             self.polls += 1
             return
@@ -271,6 +309,8 @@ class LatencyAnalysis:
             "traces": self.traces, "operations": self.operations, "polls": self.polls, "spans": self.spans,
             "hops": self.hop_rows(), "phases": self.phase_rows(),
         }
+        if self.code_usage.cpu_ms:
+            result["code_sessions"] = self.code_usage.to_dict()
         if self.end_to_end:
             result["end_to_end"] = {"count": len(self.end_to_end), **_stats(self.end_to_end),
                                     "mean_ms": _ms(sum(self.end_to_end) / len(self.end_to_end))}

@@ -134,6 +134,16 @@ def _histogram_chart(values: list[float], color: str, label: str) -> str:
     return "".join(out)
 
 
+def _code_usage(usage: dict[str, Any] | None) -> str:
+    if not usage:
+        return "<p class=muted>No execution carried its session's cgroup usage.</p>"
+    return (f"<p>What the {usage['executions']:,} executions used of their sessions' cgroups: CPU p50 "
+            f"<b>{usage['cpu_p50_ms']:,.3f} ms</b>, p95 {usage['cpu_p95_ms']:,.3f} ms, "
+            f"p99 {usage['cpu_p99_ms']:,.3f} ms ({usage['cpu_of_wall']:.0%} of their wall time); held back by the "
+            f"CPU quota: {usage['throttled_executions']:,}; processes killed at the memory limit: "
+            f"{usage['oom_kills']:,} (in {usage['executions_with_oom_kills']:,} executions).</p>")
+
+
 def render_report(analysis: LatencyAnalysis, source: str = "") -> str:
     result = analysis.to_dict()
     e2e = result.get("end_to_end")
@@ -161,6 +171,7 @@ def render_report(analysis: LatencyAnalysis, source: str = "") -> str:
         _histogram_chart(analysis.execution_durations(), "#59a14f", "interpreter-run span duration"),
         _histogram_chart(list(analysis.interpreter_ms), "#76b7b2",
                          "time the data plane reported (executionTimeInMilliseconds, whole ms)"),
+        _code_usage(result.get("code_sessions")),
     ]
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>callstack latency report</title>"
             f"<style>{_CSS}</style></head><body>{''.join(sections)}</body></html>\n")

@@ -96,14 +96,17 @@ def render_latency(analysis: LatencyAnalysis, out: TextIO) -> None:
     for hop, row in zip(hops, result["hops"], strict=True):
         out.write(f"{hop:<{width}} " + " ".join(f"{_cell(row, c):>11}" for c in columns)
                   + f"  {row['critical_path_share']:>7.1%}\n")
-    if "end_to_end" not in result:
-        return
-    e2e = result["end_to_end"]
-    out.write(f"\nend to end (submission -> client saw the result): p50 {e2e['p50_ms']:,.3f} ms  "
-              f"p95 {e2e['p95_ms']:,.3f} ms  p99 {e2e['p99_ms']:,.3f} ms  mean {e2e['mean_ms']:,.3f} ms\n")
-    columns = ("count", "p50_ms", "p95_ms", "p99_ms", "mean_ms")
-    out.write(f"{'phase':<20} " + " ".join(f"{c:>11}" for c in columns) + "    share  what\n")
-    for row in result["phases"]:
-        share = f"{row['share']:>7.1%}" if "share" in row else f"{'':>7}"
-        out.write(f"{row['phase']:<20} " + " ".join(f"{_cell(row, c):>11}" for c in columns)
-                  + f"  {share}  {row['description']}\n")
+    if e2e := result.get("end_to_end"):
+        out.write(f"\nend to end (submission -> client saw the result): p50 {e2e['p50_ms']:,.3f} ms  "
+                  f"p95 {e2e['p95_ms']:,.3f} ms  p99 {e2e['p99_ms']:,.3f} ms  mean {e2e['mean_ms']:,.3f} ms\n")
+        columns = ("count", "p50_ms", "p95_ms", "p99_ms", "mean_ms")
+        out.write(f"{'phase':<20} " + " ".join(f"{c:>11}" for c in columns) + "    share  what\n")
+        for row in result["phases"]:
+            share = f"{row['share']:>7.1%}" if "share" in row else f"{'':>7}"
+            out.write(f"{row['phase']:<20} " + " ".join(f"{_cell(row, c):>11}" for c in columns)
+                      + f"  {share}  {row['description']}\n")
+    if usage := result.get("code_sessions"):
+        out.write(f"\ncode sessions ({usage['executions']} executions, the sessions' cgroups): CPU p50 "
+                  f"{usage['cpu_p50_ms']:,.3f} ms  p95 {usage['cpu_p95_ms']:,.3f} ms  ({usage['cpu_of_wall']:.0%} of "
+                  f"their wall time); held back by the CPU quota: {usage['throttled_executions']}; processes killed "
+                  f"at the memory limit: {usage['oom_kills']} (in {usage['executions_with_oom_kills']} executions)\n")

@@ -4,6 +4,7 @@ the analysis (``execution_ms``) and the figures `callstack bench` prints from it
 from __future__ import annotations
 
 import argparse
+import io
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,11 @@ import pytest
 from benchmarks.chain_bench import Side, analyse_traces, print_text, report
 from services.launcher import Chain
 from telemetry import conventions as c
+from telemetry.analysis.latency import LatencyAnalysis
 from telemetry.analysis.phases import execution_ms, is_execution
+from telemetry.analysis.report import render_report
 from telemetry.analysis.trace_sources import FileSource
+from telemetry.analysis.waterfall import render_latency
 from tests.analysis.builder import TraceBuilder, chain_trace, poll_trace, write_jsonl
 
 CHAIN_RUN = Path(__file__).resolve().parents[1] / "fixtures" / "chain-run.traces.jsonl"
@@ -83,3 +87,33 @@ def test_the_bench_reports_the_span_time_of_print1_not_the_rounded_0(tmp_path: P
     print_text(figures)
     (line,) = [row for row in capsys.readouterr().out.splitlines() if "code execution" in row]
     assert "median     0.80 ms" in line and "p95     1.16 ms" in line and c.SPAN_CODE_EXECUTE in line
+
+
+def test_what_the_runs_used_of_their_sessions_is_summed_from_the_execution_spans() -> None:
+    usage = [  # (run ms, CPU s, throttled periods, processes killed at the memory limit)
+        (10.0, 0.002, 0, 0), (20.0, 0.004, 0, 0), (40.0, 0.030, 3, 0), (30.0, 0.010, 0, 2),
+    ]
+    analysis = LatencyAnalysis()
+    for run_ms, cpu_s, throttled, kills in usage:
+        b = chain_trace(execution_ms=run_ms)
+        (run,) = [s for s in b.spans if s.name == c.SPAN_CODE_EXECUTE]
+        run.attributes |= {c.ATTR_CODE_CPU_TIME: cpu_s, c.ATTR_CODE_CPU_THROTTLED: throttled,
+                           c.ATTR_CODE_OOM_KILLS: kills}
+        analysis.add(b.trace())
+    without = chain_trace(execution_ms=50.0)  # a provider without cgroups: no usage attributes, not counted
+    analysis.add(without.trace())
+    summary = analysis.to_dict()["code_sessions"]
+    assert summary == {
+        "executions": 4, "cpu_p50_ms": 7.0, "cpu_p95_ms": 27.0, "cpu_p99_ms": 29.4,
+        "cpu_of_wall": 0.46,  # 46 ms of CPU in 100 ms of runs
+        "throttled_executions": 1, "oom_kills": 2, "executions_with_oom_kills": 1,
+    }
+    out = io.StringIO()
+    render_latency(analysis, out)
+    (line,) = [row for row in out.getvalue().splitlines() if row.startswith("code sessions")]
+    assert "4 executions" in line and "CPU p50 7.000 ms" in line and "46% of their wall time" in line
+    assert "held back by the CPU quota: 1" in line and "memory limit: 2 (in 1 executions)" in line
+    assert "What the 4 executions used of their sessions' cgroups: CPU p50 <b>7.000 ms</b>" in render_report(analysis)
+    unmeasured = LatencyAnalysis().add_all([without.trace()])
+    assert "code_sessions" not in unmeasured.to_dict()
+    assert "No execution carried its session's cgroup usage" in render_report(unmeasured)
