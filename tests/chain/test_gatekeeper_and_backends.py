@@ -15,6 +15,10 @@ from telemetry import conventions as c
 from tests.chain.conftest import LiveChain, start_chain
 from tests.chain.spans import assert_one_connected_tree, one
 from tests.otlp_receiver import OtlpReceiver
+from tests.stack import chain_spans
+from tests.stack.spanmetrics_model import Span
+from tests.stack.stack_files import all_queries, collector_series, problems
+from tests.wait import wait_until
 
 SUBMIT_ROUTE = f"POST {c.ROUTE_ASYNC_COMPLETIONS}"
 
@@ -83,3 +87,25 @@ def test_callstack_demo_runs_the_chain_and_prints_the_trace(tmp_path: Path) -> N
                     c.DYNAMIC_SESSIONS):
         assert service in out
     assert (tmp_path / "traces.jsonl").stat().st_size > 0
+
+
+def test_dashboards_rules_and_jaeger_query_only_what_the_collector_makes_of_this_chains_spans(
+    gated: LiveChain,
+) -> None:
+    """The stack tests check the queries against a model of the chain's spans; here against the spans this
+    chain wrote, every hop used (gatekeeper required, both code session providers): a span renamed or an
+    attribute dropped in a service fails here even where the model was not updated."""
+    providers = {"code-interpreter": c.DYNAMIC_SESSIONS, "custom-container-coder": c.CODE_SESSION_API}
+    for agent, provider in providers.items():
+        answer = gated.ask(agent=agent)
+        assert answer["status"] == "Completed", answer
+        gated.spans(answer["trace_id"], {c.GATEKEEPER_API, provider, c.STATE_API})
+    traces = gated.chain.data_dir / "traces.jsonl"
+
+    def written() -> list[Span]:
+        return chain_spans.as_in_compose(chain_spans.read_otlp_json_lines(traces))
+
+    wait_until(lambda: set(providers.values()) <= {s.service for s in written() if s.name == c.SPAN_CODE_EXECUTE},
+               "both providers' code.execute spans in traces.jsonl", 10)
+    found = problems(all_queries(), collector_series(written()))
+    assert not found, "\n".join(found)

@@ -16,6 +16,7 @@ RECORDING = Path(__file__).resolve().parents[1] / "fixtures" / "chain-run.traces
 INSTANCE = "00000000-0000-0000-0000-000000000001"
 OPERATION = "7f1c0e4e-2a4b-4d43-9a57-3c2f7f3f9b11"
 SESSION = "a0f3a5c1d2"
+CLAIM_ROUTE = c.ROUTE_OPERATION + "/claim"  # a replica of LangChain takes the operation (not in the original)
 STATUSES = ("STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR")
 # A service's host in compose and Kubernetes (its deployment name: server.address of the calls to it) and port.
 HOST = {hop.service_name: hop.name for hop in HOPS.values()}
@@ -62,7 +63,8 @@ def _activity(service: str, name: str) -> Span:
 
 
 def conventions_run() -> list[Span]:
-    """One completion on each code session provider, gatekeeper required, as conventions.py draws it."""
+    """One completion on each code session provider, gatekeeper required, as conventions.py draws it (the
+    chain tier checks the same queries against a live chain's spans: test_gatekeeper_and_backends.py)."""
     execute = {
         c.ATTR_GEN_AI_OPERATION: "execute_tool", c.ATTR_GEN_AI_TOOL_NAME: "code_interpreter",
         c.ATTR_CODE_STATUS: "Succeeded", c.ATTR_CODE_EXECUTION_MS: 812,
@@ -76,8 +78,9 @@ def conventions_run() -> list[Span]:
         _server(c.CORE_API, "POST", c.ROUTE_ASYNC_COMPLETIONS, 202),
         _activity(c.CORE_API, c.SPAN_FLLM_CORE_START_COMPLETION),
         _server(c.CORE_API, "GET", c.ROUTE_COMPLETION_STATUS),
+        _internal(c.CORE_API, c.SPAN_CORE_POLL),
         _client(c.CORE_API, "POST", c.GATEKEEPER_API, c.ROUTE_ASYNC_COMPLETIONS, 202),
-        _client(c.CORE_API, "GET", c.STATE_API, c.ROUTE_OPERATION),
+        _client(c.CORE_API, "GET", c.ORCHESTRATION_API, c.ROUTE_COMPLETION_STATUS),
         _server(c.GATEKEEPER_API, "POST", c.ROUTE_ASYNC_COMPLETIONS, 202),
         _internal(c.GATEKEEPER_API, c.SPAN_GATEKEEPER_CHECK, **{c.ATTR_GATEKEEPER_DECISION: "allowed"}),
         _client(c.GATEKEEPER_API, "POST", c.ORCHESTRATION_API, c.ROUTE_ASYNC_COMPLETIONS, 202),
@@ -86,7 +89,10 @@ def conventions_run() -> list[Span]:
         _client(c.ORCHESTRATION_API, "POST", c.CONTEXT_API, c.ROUTE_CODE_SESSIONS),
         _client(c.ORCHESTRATION_API, "POST", c.STATE_API, c.ROUTE_OPERATION),
         _client(c.ORCHESTRATION_API, "POST", c.LANGCHAIN_API, c.ROUTE_ASYNC_COMPLETIONS, 202),
+        _server(c.ORCHESTRATION_API, "GET", c.ROUTE_COMPLETION_STATUS),
+        _client(c.ORCHESTRATION_API, "GET", c.STATE_API, c.ROUTE_OPERATION),
         _server(c.LANGCHAIN_API, "POST", c.ROUTE_ASYNC_COMPLETIONS, 202),
+        _client(c.LANGCHAIN_API, "POST", c.STATE_API, CLAIM_ROUTE),
         _client(c.LANGCHAIN_API, "PUT", c.STATE_API, c.ROUTE_OPERATION),
         _activity(c.LANGCHAIN_API, c.SPAN_FLLM_LANGCHAIN_SUBMIT),
         _activity(c.LANGCHAIN_API, c.SPAN_LANGCHAIN_WORKFLOW),
@@ -96,6 +102,7 @@ def conventions_run() -> list[Span]:
         _internal(c.LANGCHAIN_API, c.SPAN_LANGCHAIN_WRITE_RESULT),
         _server(c.STATE_API, "GET", c.ROUTE_OPERATION),
         _server(c.STATE_API, "POST", c.ROUTE_OPERATION),
+        _server(c.STATE_API, "POST", CLAIM_ROUTE),
         _server(c.STATE_API, "PUT", c.ROUTE_OPERATION, **{c.ATTR_OPERATION_STATUS: "Completed"}),
         _server(c.CONTEXT_API, "POST", c.ROUTE_CODE_SESSIONS),
         _server(c.CONTEXT_API, "POST", c.ROUTE_EXECUTE_CODE),

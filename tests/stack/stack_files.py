@@ -11,7 +11,7 @@ import yaml
 
 from telemetry import conventions as c
 from tests.stack import promql
-from tests.stack.spanmetrics_model import ANY, Series, resolve_env
+from tests.stack.spanmetrics_model import ANY, Series, Span, resolve_env, service_metric_series, span_metric_series
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -121,6 +121,12 @@ def all_queries() -> list[tuple[str, str]]:
     for board in dashboards().values():
         queries += list(dashboard_queries(board))
     return queries + jaeger_spm_queries()
+
+
+def collector_series(spans: list[Span]) -> list[Series]:
+    """What Prometheus holds once the collector saw ``spans``: span metrics, the services' own metrics, ALERTS."""
+    config = collector_config()
+    return span_metric_series(config, spans) + service_metric_series(config) + alert_series()
 
 
 def problems(

@@ -11,14 +11,12 @@ from telemetry import conventions as c
 from tests.stack import chain_spans
 from tests.stack.spanmetrics_model import (
     ANY,
-    Span,
     component_type,
     prometheus_names,
     service_metric_series,
-    span_metric_series,
     span_metrics_connectors_fed_by_otlp,
 )
-from tests.stack.stack_files import alert_series, all_queries, collector_config, problems
+from tests.stack.stack_files import all_queries, collector_config, collector_series, problems
 
 SIGNALS = {"traces", "metrics", "logs"}
 CONNECTOR_SIGNALS = {"span_metrics": ("traces", "metrics"), "forward": None}  # None: same signal both sides
@@ -112,13 +110,8 @@ def test_azure_monitor_exporter_only_with_its_overlay() -> None:
     assert exporter["connection_string"] == ""  # ${env:APPLICATIONINSIGHTS_CONNECTION_STRING}, unset here
 
 
-def _series(spans: list[Span]) -> list:
-    config = collector_config()
-    return span_metric_series(config, spans) + service_metric_series(config) + alert_series()
-
-
 def test_dashboards_rules_and_jaeger_query_only_what_the_collector_makes_of_the_chain_spans() -> None:
-    found = problems(all_queries(), _series(chain_spans.conventions_run()))
+    found = problems(all_queries(), collector_series(chain_spans.conventions_run()))
     assert not found, "\n".join(found)
 
 
@@ -127,7 +120,7 @@ def test_the_same_against_a_recorded_end_to_end_run() -> None:
         pytest.skip(f"no recording at {chain_spans.RECORDING} yet")
     spans = chain_spans.as_in_compose(chain_spans.read_otlp_json_lines(chain_spans.RECORDING))
     assert spans, "the recording has no spans"
-    found = problems(all_queries(), _series(spans), tolerate=OPTIONAL_HOPS)
+    found = problems(all_queries(), collector_series(spans), tolerate=OPTIONAL_HOPS)
     assert not found, "\n".join(found)
 
 
@@ -151,12 +144,12 @@ def test_the_same_against_a_recorded_end_to_end_run() -> None:
     ],
 )
 def test_the_checker_rejects_what_is_not_produced(query: str) -> None:
-    assert problems([("wrong", query)], _series(chain_spans.conventions_run()))
+    assert problems([("wrong", query)], collector_series(chain_spans.conventions_run()))
 
 
 def test_no_label_carries_an_id_or_a_raw_path() -> None:
     ids = (chain_spans.INSTANCE, chain_spans.OPERATION, chain_spans.SESSION)
-    for series in _series(chain_spans.conventions_run()):
+    for series in collector_series(chain_spans.conventions_run()):
         for label, values in series.labels.items():
             assert label not in {"url_path", "url_full", "foundationallm_operation_id"}
             if values is not ANY:
