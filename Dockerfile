@@ -14,7 +14,7 @@ RUN python -m venv /opt/venv \
 FROM python:3.11.14-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PATH=/opt/venv/bin:$PATH \
     FLLM_HOST=0.0.0.0 FLLM_DATA_DIR=/data FLLM_TELEMETRY_FILE=off
-RUN apt-get update && apt-get install -y --no-install-recommends bubblewrap && rm -rf /var/lib/apt/lists/*
+RUN apt-get update && apt-get install -y --no-install-recommends bubblewrap libseccomp2 && rm -rf /var/lib/apt/lists/*
 RUN useradd --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin fllm \
  && mkdir /data && chown fllm:fllm /data
 COPY --from=build /opt/venv /opt/venv

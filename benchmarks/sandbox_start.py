@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import compileall
 import contextlib
+import functools
 import importlib.util
 import json
 import os
@@ -188,9 +189,11 @@ async def measure(cycles: int, rounds: int, revision: str) -> dict[str, Any]:
         executor = Executor(config, "bench")
         await executor.start()
         package = baseline_package(revision, Path(tmp) / "baseline")
+        seccomp = None if executor.host.seccomp_filter is None else str(executor.host.seccomp_filter)
         variants = {
             "baseline": (package, baseline_spawn(revision, Path(tmp), package)),
-            "current": (executor.host.package_dir, WorkerProcess.spawn),
+            # as the executor starts one: with the system call filter, when this host has one
+            "current": (executor.host.package_dir, functools.partial(WorkerProcess.spawn, seccomp_filter=seccomp)),
         }
         samples: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
         try:

@@ -22,6 +22,7 @@ UID_RANGE = 65_536
 UID_RANGES = 60_000  # 100_000 + 60_000 * 65_536 stays below the 32-bit uid limit
 
 SandboxMode = Literal["auto", "bwrap", "none"]
+SeccompMode = Literal["auto", "on", "off"]
 MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
@@ -64,6 +65,8 @@ class CodeExecutionSettings(FllmSettings):
         "auto", description="bwrap: required; auto: bwrap where it works; none: no sandbox")
     preimport: Annotated[tuple[str, ...], NoDecode, BeforeValidator(module_list)] = Field(
         (), description="modules a warm interpreter imports before a session takes it (comma-separated)")
+    seccomp: Annotated[SeccompMode, BeforeValidator(lower)] = Field(
+        "auto", description="on: the system call filter required in bwrap; auto: where libseccomp loads; off")
 
 
 def uid_range_of(sessions_dir: Path) -> int:
@@ -117,6 +120,7 @@ class ExecutorConfig:
     executions_kept: int = 256  # execution records kept per session for GET /executions/{id}
     spawn_timeout_s: float = 15.0
     sandbox: SandboxMode = "auto"
+    seccomp: SeccompMode = "auto"
     preimport: tuple[str, ...] = ()
 
     @classmethod
@@ -134,7 +138,7 @@ class ExecutorConfig:
             cooldown_s=env.cooldown_s, default_timeout_s=min(env.default_timeout_s, MAX_TIMEOUT_S),
             output_max_length=env.output_max_length, max_upload_bytes=env.max_upload_mb * MIB, limits=limits,
             deny_network=env.deny_network, drop_privileges=env.drop_privileges, sandbox=env.sandbox,
-            preimport=env.preimport,
+            seccomp=env.seccomp, preimport=env.preimport,
             uid_base=env.uid_base or (uid_base if uid_base is not None else uid_range_of(sessions_dir)),
         )
 

@@ -12,7 +12,7 @@ import subprocess
 import zlib
 from pathlib import Path
 
-from services.code_execution import fonts, storage
+from services.code_execution import fonts, seccomp, storage
 from services.code_execution.cgroups import CgroupRoot
 from services.code_execution.config import ExecutorConfig
 from services.code_execution.interpreter import launcher
@@ -28,6 +28,7 @@ class HostSandbox:
         self.site_packages = config.site_packages()
         self.package_dir = launcher.PACKAGE_DIR
         self.font_lists: list[str] = []
+        self.seccomp_filter: Path | None = None  # the system call filter bwrap loads, once written
         self.report: dict[str, str] = {"isolation": "pending"}
 
     def probe(self, sessions: SessionManager) -> None:
@@ -46,6 +47,7 @@ class HostSandbox:
             raise RuntimeError(f"FLLM_CODE_SANDBOX=bwrap, but bwrap cannot run here: {problem}")
         if self.bwrap is None:
             log.warning("code runs WITHOUT a sandbox (rlimits only): %s", problem)
+        syscalls = self._filter_syscalls() if self.bwrap is not None else "unfiltered (no bwrap)"
         if self.bwrap is not None:
             with contextlib.suppress(OSError):
                 self.font_lists = fonts.font_lists(fonts.cache_dir())
@@ -64,7 +66,28 @@ class HostSandbox:
             "identity": "session-uid" if sessions.has_uids else "server-uid",
             "limits": limits if cgroups is not None else f"rlimits only: {limits}",
             "disk": "tmpfs-quota" if sessions.quota else "file-size-limit only (no tmpfs: not root)",
+            "syscalls": syscalls,
         }
+
+    def _filter_syscalls(self) -> str:
+        """Write the system call filter and check bwrap loads it; what the sandbox's calls are then."""
+        mode = self.config.seccomp
+        if mode == "off":
+            return "unfiltered (FLLM_CODE_SECCOMP=off)"
+        assert self.bwrap is not None
+        path = self.config.sessions_dir / ".seccomp.bpf"
+        try:
+            refused = seccomp.write_filter(path)
+            problem = launcher.bwrap_works(self.bwrap, seccomp_filter=str(path))
+        except (seccomp.SeccompUnavailable, OSError) as error:
+            problem = str(error)
+        if problem:
+            if mode == "on":
+                raise RuntimeError(f"FLLM_CODE_SECCOMP=on, but the system call filter cannot be used: {problem}")
+            log.warning("code runs without a system call filter: %s", problem)
+            return f"unfiltered ({problem})"
+        self.seccomp_filter = path
+        return f"seccomp ({refused} calls refused)"
 
     def build_fonts(self) -> None:
         """matplotlib's font list, for the sandboxes started from now on (blocking, seconds: a thread)."""

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from services.code_execution.cgroups import SessionCgroup
-from services.code_execution.interpreter.launcher import CHILD_ENV
+from services.code_execution.interpreter.launcher import CHILD_ENV, filtered
 from services.code_execution.interpreter.protocol import HEADER_SIZE, decode_header, encode_frame
 
 
@@ -91,12 +91,16 @@ class WorkerProcess:
         self._kill_reason = ""
 
     @classmethod
-    async def spawn(cls, argv: list[str], cgroup: SessionCgroup | None, timeout_s: float) -> WorkerProcess:
-        """Start one interpreter, wait until it is ready, put it in its cgroup; raises WorkerError."""
+    async def spawn(cls, argv: list[str], cgroup: SessionCgroup | None, timeout_s: float,
+                    seccomp_filter: str | None = None) -> WorkerProcess:
+        """Start one interpreter (bwrap loading ``seccomp_filter``, when given), wait until it is ready, put it
+        in its cgroup; raises WorkerError."""
         loop = asyncio.get_running_loop()
         requests_r, requests_w = os.pipe()
         answers_r, answers_w = os.pipe()
-        launch = asyncio.ensure_future(asyncio.to_thread(_launch, argv, requests_r, answers_w, cgroup))
+        launch = asyncio.ensure_future(
+            asyncio.to_thread(_launch, argv, requests_r, answers_w, cgroup, seccomp_filter)
+        )
         try:
             process = await asyncio.shield(launch)
         except asyncio.CancelledError:
@@ -188,14 +192,16 @@ class WorkerProcess:
             self.cgroup.kill()
 
 
-def _launch(argv: list[str], stdin: int, stdout: int, cgroup: SessionCgroup | None) -> subprocess.Popen[bytes]:
+def _launch(argv: list[str], stdin: int, stdout: int, cgroup: SessionCgroup | None,
+            seccomp_filter: str | None) -> subprocess.Popen[bytes]:
     """Start bwrap and put it in the session's cgroup at once (blocking: a thread). Closes the child's
     ends of the pipes."""
     try:
-        process = subprocess.Popen(
-            argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=CHILD_ENV, cwd="/",
-            close_fds=True, start_new_session=True,
-        )
+        with filtered(argv, seccomp_filter) as (command, fds):
+            process = subprocess.Popen(
+                command, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=CHILD_ENV, cwd="/",
+                close_fds=True, pass_fds=fds, start_new_session=True,
+            )
     finally:
         os.close(stdin)
         os.close(stdout)

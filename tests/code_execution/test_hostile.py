@@ -268,6 +268,35 @@ def test_an_interpreter_killed_at_the_memory_limit_says_so(
     delete(hostile, identifier)
 
 
+# Calls an unprivileged process could still make, each answered by the kernel itself without the filter
+# (a new user namespace, a keyring id, EFAULT for a missing argument, ...): the filter's EPERM is its own.
+SYSCALL_PROBES = (
+    "import ctypes, errno, json, os, subprocess, threading\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "def call(number, *args):\n"
+    "    done = libc.syscall(number, *[ctypes.c_long(a) for a in args])\n"
+    "    return errno.errorcode.get(ctypes.get_errno(), 'ok') if done < 0 else 'ok'\n"
+    "probes = {'unshare(CLONE_NEWUSER)': call(272, 0x10000000), 'keyctl': call(250, 0, -3, 0),\n"
+    "          'bpf': call(321, 0, 0, 0), 'perf_event_open': call(298, 0, 0, -1, -1, 0),\n"
+    "          'userfaultfd': call(323, 0), 'io_uring_setup': call(425, 1, 0), 'ptrace': call(101, 0, 0, 0, 0),\n"
+    "          'add_key': call(248, 0, 0, 0, 0, -3), 'personality(ADDR_NO_RANDOMIZE)': call(135, 0x0040000),\n"
+    "          'clone(CLONE_NEWNET)': call(56, 0x40000000 | 17, 0, 0, 0, 0), 'clone3': call(435, 0, 0)}\n"
+    "worker = threading.Thread(target=lambda: None)\nworker.start()\nworker.join()\n"
+    "probes['a thread, a subprocess'] = subprocess.run(['/bin/echo', 'ok'], capture_output=True, text=True).stdout\n"
+    "print(json.dumps(probes))"
+)
+
+
+def test_the_system_call_filter_refuses_the_kernels_attack_surface(hostile: Harness) -> None:
+    if not hostile.executor.sandbox["syscalls"].startswith("seccomp"):
+        pytest.skip(f"no system call filter here: {hostile.executor.sandbox['syscalls']}")
+    probes = value(hostile, new_id(), SYSCALL_PROBES)
+    assert isinstance(probes, dict)
+    assert probes.pop("clone3") == "ENOSYS"  # the C library then falls back to clone, whose flags are checked
+    assert probes.pop("a thread, a subprocess") == "ok\n"  # what code needs still works
+    assert probes == dict.fromkeys(probes, "EPERM"), probes
+
+
 def test_filling_mnt_data_fails_with_enospc_and_spares_the_disk(hostile: Harness) -> None:
     identifier = new_id()
     disk = hostile.executor.config.sessions_dir

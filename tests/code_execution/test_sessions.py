@@ -138,8 +138,10 @@ def test_full_sandbox_applies_when_running_as_root(emulator: Harness) -> None:
     assert emulator.executor.sandbox == {
         "isolation": "bwrap", "network": "isolated", "filesystem": "private-root", "processes": "pid-namespace",
         "identity": "session-uid", "limits": emulator.executor.sandbox["limits"], "disk": "tmpfs-quota",
+        "syscalls": emulator.executor.sandbox["syscalls"],
     }
     assert emulator.executor.sandbox["limits"].startswith("cgroup-v")
+    assert emulator.executor.sandbox["syscalls"].startswith("seccomp (")
 
 
 def test_temporary_folders_are_private_to_the_session(emulator: Harness) -> None:

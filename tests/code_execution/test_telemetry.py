@@ -156,5 +156,7 @@ def test_status_reports_the_sandbox(emulator: Harness) -> None:
     emulator.execute(new_id(), "1")
     status = emulator.request("GET", "/status").json()
     assert status["status"] == "ready" and status["warm_pool"]["size"] == 2
-    assert set(status["sandbox"]) == {"isolation", "network", "filesystem", "processes", "identity", "limits", "disk"}
+    assert set(status["sandbox"]) == {
+        "isolation", "network", "filesystem", "processes", "identity", "limits", "disk", "syscalls",
+    }
     assert status["sandbox"]["filesystem"] in {"private-root", "host"}

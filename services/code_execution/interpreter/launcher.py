@@ -15,6 +15,7 @@ unprivileged user namespaces and the code runs as the server's uid.
 from __future__ import annotations
 
 import compileall
+import contextlib
 import functools
 import json
 import os
@@ -22,6 +23,7 @@ import py_compile
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -169,12 +171,29 @@ def find_bwrap() -> str | None:
     return shutil.which("bwrap")
 
 
-def bwrap_works(bwrap: str, timeout_s: float = 10.0) -> str | None:
-    """None when bwrap can build this sandbox here, else why not (its error message)."""
+def bwrap_works(bwrap: str, timeout_s: float = 10.0, seccomp_filter: str | None = None) -> str | None:
+    """None when bwrap can build this sandbox here (with the system call filter in ``seccomp_filter``, when
+    given), else why not (its error message)."""
     probe = bwrap_command(LaunchSpec(data_dir="/", uid=None), bwrap)
     probe = probe[: probe.index(python_executable())] + [python_executable(), "-I", "-S", "-c", "pass"]
     try:
-        done = subprocess.run(probe, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout_s, check=False)
+        with filtered(probe, seccomp_filter) as (argv, fds):
+            done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout_s,
+                                  check=False, pass_fds=fds)
     except (OSError, subprocess.TimeoutExpired) as error:
         return str(error)
     return None if done.returncode == 0 else done.stderr.decode(errors="replace").strip()[:500] or "failed"
+
+
+@contextlib.contextmanager
+def filtered(argv: list[str], seccomp_filter: str | None) -> Iterator[tuple[list[str], tuple[int, ...]]]:
+    """A bwrap command line that loads the system call filter in ``seccomp_filter`` (``--seccomp FD``: bwrap
+    reads the program from a descriptor it inherits), and the descriptors to pass on; nothing to add without one."""
+    if seccomp_filter is None:
+        yield argv, ()
+        return
+    fd = os.open(seccomp_filter, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        yield [argv[0], "--seccomp", str(fd), *argv[1:]], (fd,)
+    finally:
+        os.close(fd)
