@@ -53,10 +53,11 @@ CHAIN_ENV: dict[str, str] = {}  # the pool's own cooldown: each completion delet
 
 
 def uid_bases() -> tuple[str, str]:
-    """Session uid ranges of their own for the two chains: an executor that ends a session SIGKILLs every
-    process of its uid, so two executors sharing a range (the default 600000) kill each other's code."""
+    """Session uid ranges of their own for the two chains (FLLM_CODE_UID_BASE: two ranges from each, one per
+    code service): an executor that ends a session SIGKILLs every process of its uid, so two executors
+    sharing a range kill each other's code."""
     base = random.randrange(20, 30_000) * 65_536
-    return str(base), str(base + 65_536)
+    return str(base), str(base + 2 * 65_536)
 
 
 @dataclass

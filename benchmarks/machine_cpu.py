@@ -28,6 +28,7 @@ from benchmarks.chain_bench import Side, ask, load, uid_bases, unmount_sessions
 from benchmarks.otlp_sink import otlp_receiver
 from services.auth.client_tokens import bearer_source
 from services.code_execution.cgroups import CGROUP_FS, SessionCgroup
+from services.code_execution.config import CODE_SERVICES, UID_RANGE
 from services.common.settings import DEFAULT_INSTANCE_ID
 from services.launcher import Chain
 from services.portal.client import PortalClient
@@ -57,13 +58,15 @@ def process_s(pid: int) -> tuple[float, float]:
 
 
 def sandboxes_s(uid_base: str) -> float:
-    """CPU time charged to the code services' cgroup roots (``fllm-code-<uid base>-*``), read as a session's
-    cgroup is (v2 ``cpu.stat``, v1 ``cpuacct``; 0 where neither is there)."""
-    pattern = f"fllm-code-{uid_base}-*"
-    if (CGROUP_FS / "cgroup.controllers").exists():
-        roots = [SessionCgroup([folder], 2) for folder in CGROUP_FS.glob(pattern)]
-    else:
-        roots = [SessionCgroup([folder], 1) for folder in (CGROUP_FS / "cpuacct").glob(pattern)]
+    """CPU time charged to the code services' cgroup roots (``fllm-code-<uid base>-*``, each service's uid base:
+    FLLM_CODE_UID_BASE and the range after it), read as a session's cgroup is (v2 ``cpu.stat``, v1
+    ``cpuacct``; 0 where neither is there)."""
+    v2 = (CGROUP_FS / "cgroup.controllers").exists()
+    roots = [
+        SessionCgroup([folder], 2 if v2 else 1)
+        for base in range(int(uid_base), int(uid_base) + len(CODE_SERVICES) * UID_RANGE, UID_RANGE)
+        for folder in (CGROUP_FS if v2 else CGROUP_FS / "cpuacct").glob(f"fllm-code-{base}-*")
+    ]
     return sum(root.cpu_seconds() or 0.0 for root in roots)
 
 

@@ -114,7 +114,7 @@ class SessionCgroup:
             if self.version == 2:
                 usage_us = _field(self.folders[0] / "cpu.stat", "usage_usec")
                 return None if usage_us is None else usage_us / 1e6
-            for folder in (self.folders[-1], self.folders[1]):  # cpuacct on its own (last), or with cpu
+            for folder in reversed(self.folders):  # cpuacct on its own comes last; mounted with cpu, it is cpu's
                 with contextlib.suppress(FileNotFoundError):
                     return int(_read(folder / "cpuacct.usage")) / 1e9
         return None

@@ -20,6 +20,9 @@ MAX_SESSIONS_LIMIT = 600  # the Dynamic Sessions pool maximum
 MIB = 1024 * 1024
 UID_RANGE = 65_536
 UID_RANGES = 60_000  # 100_000 + 60_000 * 65_536 stays below the 32-bit uid limit
+# The services that run code, each with a uid range of its own after FLLM_CODE_UID_BASE: sessions of the two
+# must never share a uid (a uid's process limit, the sweep of a disposed session's strays).
+CODE_SERVICES = ("dynamic-sessions", "code-session-api")
 
 SandboxMode = Literal["auto", "bwrap", "none"]
 SeccompMode = Literal["auto", "on", "off"]
@@ -60,7 +63,9 @@ class CodeExecutionSettings(FllmSettings):
     max_open_files: int = Field(1024, ge=16)
     deny_network: bool = True
     drop_privileges: bool = Field(True, description="a uid per session when the server runs as root")
-    uid_base: int | None = Field(None, ge=1000)
+    uid_base: int | None = Field(
+        None, ge=1000, description="first session uid of this host's code services: the emulator's range, then "
+        "the code session API's (65536 uids each); unset: a range from each one's sessions folder")
     sandbox: Annotated[SandboxMode, BeforeValidator(lower)] = Field(
         "auto", description="bwrap: required; auto: bwrap where it works; none: no sandbox")
     preimport: Annotated[tuple[str, ...], NoDecode, BeforeValidator(module_list)] = Field(
@@ -139,7 +144,8 @@ class ExecutorConfig:
             output_max_length=env.output_max_length, max_upload_bytes=env.max_upload_mb * MIB, limits=limits,
             deny_network=env.deny_network, drop_privileges=env.drop_privileges, sandbox=env.sandbox,
             seccomp=env.seccomp, preimport=env.preimport,
-            uid_base=env.uid_base or (uid_base if uid_base is not None else uid_range_of(sessions_dir)),
+            uid_base=(env.uid_base + UID_RANGE * CODE_SERVICES.index(service)) if env.uid_base
+            else (uid_base if uid_base is not None else uid_range_of(sessions_dir)),
         )
 
     @staticmethod
