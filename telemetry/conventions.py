@@ -181,6 +181,9 @@ ATTR_CODE_CPU_THROTTLED = "code_session.cpu.throttled_periods"  # CFS periods he
 # --- metrics (OTel names; Prometheus adds unit and _total suffixes) ---
 METRIC_CODE_EXECUTION_DURATION = "foundationallm.code_execution.duration"  # s; provider, outcome
 METRIC_CODE_SESSION_ACQUIRE = "foundationallm.code_session.acquisitions"  # {acquisition}; result
+# From the sessions' cgroups, after each execution (0 added when none: the series exist from the first one)
+METRIC_CODE_SESSION_OOM_KILLS = "foundationallm.code_session.oom_kills"  # {process}; provider
+METRIC_CODE_SESSION_THROTTLED = "foundationallm.code_session.throttled_executions"  # {execution}; provider
 METRIC_OPERATION_DURATION = "foundationallm.operation.duration"  # s; agent, status
 METRIC_OPERATIONS = "foundationallm.operations"  # {operation}; agent, status, failed_hop
 

@@ -60,6 +60,14 @@ class Executor:
         self._acquisitions = meter.create_counter(
             c.METRIC_CODE_SESSION_ACQUIRE, unit="{acquisition}", description="Interpreters handed to executions"
         )
+        self._oom_kills = meter.create_counter(
+            c.METRIC_CODE_SESSION_OOM_KILLS, unit="{process}",
+            description="Processes of code sessions the kernel killed at their session's memory limit",
+        )
+        self._throttled = meter.create_counter(
+            c.METRIC_CODE_SESSION_THROTTLED, unit="{execution}",
+            description="Executions their session's CPU quota held back at least once",
+        )
 
     # --- life cycle ---
 
@@ -275,7 +283,7 @@ class Executor:
             used: CgroupUsage | None = None
             if cgroup is not None and before is not None:
                 used = cgroup.usage().since(before)
-                self._annotate_usage(span, cgroup, used)
+                self._record_usage(span, cgroup, used)
             if stopped is not None:
                 killed_at = self.config.limits.memory_bytes // MIB if used is not None and used.oom_kills else None
                 outcome = _interpreter_failure(stopped, duration_s, spec.max_output, killed_at)
@@ -296,7 +304,11 @@ class Executor:
             )
             return outcome
 
-    def _annotate_usage(self, span: Span, cgroup: SessionCgroup, used: CgroupUsage) -> None:
+    def _record_usage(self, span: Span, cgroup: SessionCgroup, used: CgroupUsage) -> None:
+        """What the execution used of its session's cgroup: on its span, and in the limits' counters."""
+        provider = {c.METRIC_ATTR_PROVIDER: self.provider}
+        self._oom_kills.add(used.oom_kills or 0, provider)
+        self._throttled.add(1 if used.throttled > 0 else 0, provider)
         annotate(
             {
                 c.ATTR_CODE_OOM_KILLS: used.oom_kills,

@@ -142,5 +142,5 @@ def test_the_services_own_metrics_reach_the_collector(live: LiveChain) -> None:
     answer = live.ask()
     assert answer["status"] == "Completed"
     expected = {c.METRIC_OPERATIONS, c.METRIC_OPERATION_DURATION, c.METRIC_CODE_EXECUTION_DURATION,
-                c.METRIC_CODE_SESSION_ACQUIRE}
+                c.METRIC_CODE_SESSION_ACQUIRE, c.METRIC_CODE_SESSION_OOM_KILLS, c.METRIC_CODE_SESSION_THROTTLED}
     assert live.receiver.wait_for(lambda: expected <= live.receiver.metric_names, 10.0), live.receiver.metric_names

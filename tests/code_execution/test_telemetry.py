@@ -128,6 +128,11 @@ def test_metrics_record_duration_by_outcome_and_acquisitions(tmp_path: Path) -> 
     acquired = {point.attributes[c.METRIC_ATTR_ACQUIRE]: point.value for point in points}
     # a, b: warm then existing; c: existing (times out); d: new session -> warm or cold (pool refill race)
     assert acquired["existing"] == 2 and acquired.get("warm", 0) + acquired.get("cold", 0) == 2
+    if executor.sessions.cgroups is not None:  # every execution adds to the limits' counters, 0 or more
+        (killed,) = metrics[c.METRIC_CODE_SESSION_OOM_KILLS].data.data_points
+        (throttled,) = metrics[c.METRIC_CODE_SESSION_THROTTLED].data.data_points  # the spin may have been held
+        assert killed.attributes == throttled.attributes == {c.METRIC_ATTR_PROVIDER: PROVIDER_CODE_INTERPRETER}
+        assert killed.value == 0 and throttled.value in (0, 1)
 
 
 def test_without_a_sandbox_code_runs_in_the_session_folder_and_says_so(tmp_path: Path) -> None:

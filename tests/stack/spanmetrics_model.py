@@ -237,6 +237,8 @@ SERVICE_INSTRUMENTS = (
         c.METRIC_CODE_SESSION_ACQUIRE, "counter", "{acquisition}",
         {c.METRIC_ATTR_ACQUIRE: frozenset({"warm", "cold", "existing"})},
     ),
+    Instrument(c.METRIC_CODE_SESSION_OOM_KILLS, "counter", "{process}", {c.METRIC_ATTR_PROVIDER: PROVIDERS}),
+    Instrument(c.METRIC_CODE_SESSION_THROTTLED, "counter", "{execution}", {c.METRIC_ATTR_PROVIDER: PROVIDERS}),
     Instrument(
         c.METRIC_OPERATION_DURATION, "histogram", "s",
         {c.METRIC_ATTR_AGENT: ANY, c.METRIC_ATTR_STATUS: OPERATION_STATUSES},

@@ -163,6 +163,8 @@ def test_own_metric_names_follow_the_otel_to_prometheus_rules() -> None:
         "foundationallm_code_execution_duration_seconds_sum",
         "foundationallm_code_execution_duration_seconds_count",
         "foundationallm_code_session_acquisitions_total",
+        "foundationallm_code_session_oom_kills_total",
+        "foundationallm_code_session_throttled_executions_total",
         "foundationallm_operation_duration_seconds_bucket",
         "foundationallm_operation_duration_seconds_sum",
         "foundationallm_operation_duration_seconds_count",
