@@ -89,3 +89,9 @@ def test_queries_for_latency_and_for_one_trace() -> None:
     assert all(f"percentilew(DurationMs, ItemCount, {q})" in latency for q in (50, 95, 99))
     code = (AZURE / "queries" / "code-execution-latency.kql").read_text()
     assert "OverheadMs = CallMs - RunMs" in code and "by Provider, Outcome" in code
+    limits = (AZURE / "queries" / "code-session-limits.kql").read_text()
+    read = set(re.findall(r'Properties\["([^"]+)"\]', limits))
+    written = {c.ATTR_CODE_SESSION_PROVIDER, c.ATTR_CODE_OOM_KILLS, c.ATTR_CODE_CPU_THROTTLED, c.ATTR_CODE_CPU_TIME,
+               c.ATTR_CODE_MEMORY_PEAK}  # the attributes the executor writes on code.execute
+    assert read == written, read
+    assert f'Name == "{c.SPAN_CODE_EXECUTE}"' in limits
