@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import signal
 import threading
 import time
 
@@ -285,8 +286,8 @@ class Executor:
                 used = cgroup.usage().since(before)
                 self._record_usage(span, cgroup, used)
             if stopped is not None:
-                killed_at = self.config.limits.memory_bytes // MIB if used is not None and used.oom_kills else None
-                outcome = _interpreter_failure(stopped, duration_s, spec.max_output, killed_at)
+                limit_mb = self.config.limits.memory_bytes // MIB if used is not None and used.oom_kills else None
+                outcome = _interpreter_failure(stopped, duration_s, spec.max_output, limit_mb)
             annotate(
                 {
                     c.ATTR_CODE_STATUS: outcome.status,
@@ -352,18 +353,19 @@ def _outcome_of(reply: dict[str, object]) -> ExecutionOutcome:
 
 
 def _interpreter_failure(
-    error: WorkerError, elapsed_s: float, max_output: int, killed_at_memory_mb: int | None = None
+    error: WorkerError, elapsed_s: float, max_output: int, memory_limit_mb: int | None = None
 ) -> ExecutionOutcome:
-    """``killed_at_memory_mb``: the session's memory limit, when the kernel killed processes at it meanwhile."""
+    """``memory_limit_mb``: the session's memory limit, when the kernel killed processes at it meanwhile (the
+    interpreter among them if it died of SIGKILL, as bwrap reports it or directly)."""
     if error.timed_out:
         failure = ExecutionFailure("CodeExecutionTimedOut", "TimeoutError", str(error))
-    elif killed_at_memory_mb is not None:
-        error = WorkerError(f"the interpreter was killed at the session's memory limit ({killed_at_memory_mb} MiB)")
-        failure = ExecutionFailure("CodeExecutionOutOfMemory", "MemoryError", str(error))
+    elif memory_limit_mb is not None and error.exit_code in (128 + signal.SIGKILL, -signal.SIGKILL):
+        reason = f"the interpreter was killed at the session's memory limit ({memory_limit_mb} MiB)"
+        failure = ExecutionFailure("CodeExecutionOutOfMemory", "MemoryError", reason)
     else:
         failure = ExecutionFailure("InterpreterFailed", "InterpreterError", str(error))
     note = (
-        f"{failure.name}: {error}. The session's interpreter was stopped; "
+        f"{failure.name}: {failure.message}. The session's interpreter was stopped; "
         "the next execution starts a new one (variables are lost, files are kept).\n"
     )
     return ExecutionOutcome(
