@@ -189,11 +189,11 @@ async def measure(cycles: int, rounds: int, revision: str) -> dict[str, Any]:
         executor = Executor(config, "bench")
         await executor.start()
         package = baseline_package(revision, Path(tmp) / "baseline")
-        seccomp = None if executor.host.seccomp_filter is None else str(executor.host.seccomp_filter)
         variants = {
             "baseline": (package, baseline_spawn(revision, Path(tmp), package)),
             # as the executor starts one: with the system call filter, when this host has one
-            "current": (executor.host.package_dir, functools.partial(WorkerProcess.spawn, seccomp_filter=seccomp)),
+            "current": (executor.host.package_dir,
+                        functools.partial(WorkerProcess.spawn, seccomp_filter=executor.host.seccomp_filter)),
         }
         samples: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
         try:

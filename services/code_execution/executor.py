@@ -103,9 +103,8 @@ class Executor:
         }
 
     async def _spawn(self, slot: Slot) -> WorkerProcess:
-        filter_path = self.host.seccomp_filter
         return await WorkerProcess.spawn(self.host.command(slot), slot.cgroup, self.config.spawn_timeout_s,
-                                         None if filter_path is None else str(filter_path))
+                                         self.host.seccomp_filter)
 
     async def _spawn_warm(self) -> WarmSandbox:
         slot = self.sessions.new_slot()

@@ -28,7 +28,7 @@ class HostSandbox:
         self.site_packages = config.site_packages()
         self.package_dir = launcher.PACKAGE_DIR
         self.font_lists: list[str] = []
-        self.seccomp_filter: Path | None = None  # the system call filter bwrap loads, once written
+        self.seccomp_filter: str | None = None  # the system call filter bwrap loads, once written
         self.report: dict[str, str] = {"isolation": "pending"}
 
     def probe(self, sessions: SessionManager) -> None:
@@ -86,7 +86,7 @@ class HostSandbox:
                 raise RuntimeError(f"FLLM_CODE_SECCOMP=on, but the system call filter cannot be used: {problem}")
             log.warning("code runs without a system call filter: %s", problem)
             return f"unfiltered ({problem})"
-        self.seccomp_filter = path
+        self.seccomp_filter = str(path)
         return f"seccomp ({refused} calls refused)"
 
     def build_fonts(self) -> None:

@@ -187,6 +187,11 @@ def _count(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _number(value: object) -> float | None:
+    """An attribute's numeric value (a bool is not one)."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 @dataclass
 class _CodeUsage:
     """What executions used of their sessions' cgroups (the code.execute attributes), where they have one."""
@@ -198,8 +203,8 @@ class _CodeUsage:
     oom_executions: int = 0
 
     def add(self, attributes: Mapping[str, object], wall_ms: float) -> None:
-        cpu_s = attributes.get(c.ATTR_CODE_CPU_TIME)
-        if not isinstance(cpu_s, int | float) or isinstance(cpu_s, bool):
+        cpu_s = _number(attributes.get(c.ATTR_CODE_CPU_TIME))
+        if cpu_s is None:
             return
         self.cpu_ms.append(cpu_s * 1000)
         self.wall_ms.append(wall_ms)
@@ -252,9 +257,9 @@ class LatencyAnalysis:
             hop.offset_ns += span.start_ns - origin
             hop.outside_polls |= not poll
             if is_execution(span.service, span.name):
-                reported = span.attributes.get(c.ATTR_CODE_EXECUTION_MS)
-                if isinstance(reported, int | float) and not isinstance(reported, bool):
-                    self.interpreter_ms.append(float(reported))
+                reported = _number(span.attributes.get(c.ATTR_CODE_EXECUTION_MS))
+                if reported is not None:
+                    self.interpreter_ms.append(reported)
                 self.code_usage.add(span.attributes, hop.durations[-1])
         if poll:
             self.polls += 1

@@ -74,8 +74,8 @@ def test_the_system_call_filter_per_fllm_code_seccomp(mode: str, tmp_path: Path,
     if mode == "off":
         assert report == "unfiltered (FLLM_CODE_SECCOMP=off)" and host.seccomp_filter is None
         return
-    assert report.startswith("seccomp (") and host.seccomp_filter == tmp_path / ".seccomp.bpf"
-    assert host.seccomp_filter.stat().st_mode & 0o777 == 0o600
+    assert report.startswith("seccomp (") and host.seccomp_filter == str(tmp_path / ".seccomp.bpf")
+    assert os.stat(host.seccomp_filter).st_mode & 0o777 == 0o600
 
     def missing(path: Path) -> int:
         raise seccomp.SeccompUnavailable("libseccomp cannot be loaded (not here)")
