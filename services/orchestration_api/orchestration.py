@@ -7,6 +7,7 @@ written to State API when it can be, so the status polls see the same answer as 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from services.common.errors import HopError
@@ -23,9 +24,12 @@ from services.orchestration_api.content import completion_response
 from services.orchestration_api.rewrite import RewriteConfigError, UserPromptRewriter
 from services.state_api.client import StateClient
 from telemetry import conventions as c
-from telemetry.context import annotate, record_failure
+from telemetry.context import annotate, record_failure, spawn
 
+log = logging.getLogger("foundationallm.orchestration_api")
 APOLOGY = "A problem on my side prevented me from responding."
+STATE_RETRY_ATTEMPTS = 4
+STATE_RETRY_BACKOFF_S = 0.5
 
 
 class AgentOrchestration:
@@ -72,16 +76,38 @@ class AgentOrchestration:
             status_message=f"The completion operation failed to start. {message}", upn=identity.upn,
             failed_hop=hop,
         )
-        if hop != c.STATE_API:
+        if hop == c.STATE_API:
+            # State failed this start, yet may still take the late call (a create or LangChain's claim past
+            # its timeout): ended now, its record cannot be swept later as abandoned by LangChain API. In
+            # the background, so a slow State does not hold the answer past Core's own timeout.
+            spawn(self._write_failure_after_state(instance_id, operation, identity.upn))
+        else:
             try:
-                await self._state.create(instance_id, operation.operation_id, identity.upn)
-                await self._state.update(instance_id, operation)
+                await self._write_failure(instance_id, operation, identity.upn)
             except HopError as error:
                 record_failure(error, hop=c.STATE_API)
         answer = operation.to_wire()
         answer["result"] = CompletionResponse(operation_id=operation.operation_id, user_prompt=request.user_prompt,
                                               completion=APOLOGY, errors=[message], is_error=True).model_dump()
         return answer
+
+    async def _write_failure(self, instance_id: str, operation: LongRunningOperation, upn: str | None) -> None:
+        await self._state.create(instance_id, operation.operation_id, upn)
+        await self._state.update(instance_id, operation)
+
+    async def _write_failure_after_state(self, instance_id: str, operation: LongRunningOperation,
+                                         upn: str | None) -> None:
+        for attempt in range(STATE_RETRY_ATTEMPTS):
+            try:
+                await self._write_failure(instance_id, operation, upn)
+                return
+            except HopError as error:
+                refused = error.status_code is not None and error.status_code < 500  # will not change
+                if refused or attempt == STATE_RETRY_ATTEMPTS - 1:
+                    log.warning("operation %s: its failed start could not be written to State API: %s",
+                                operation.operation_id, error)
+                    return
+                await asyncio.sleep(STATE_RETRY_BACKOFF_S * 2**attempt)
 
     async def status(self, instance_id: str, operation_id: str, wait_s: float) -> dict[str, Any]:
         """The operation as State API keeps it. State that cannot be read is this poll's failure (a 502 naming

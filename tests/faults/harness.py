@@ -16,9 +16,11 @@ from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 
 from services.auth.local_issuer import LocalIssuer
 from services.common.agents import PROVIDER_CODE_INTERPRETER
+from services.common.auth import API_KEY_HEADER, USER_IDENTITY_HEADER, identity_header
+from services.common.models import LOCAL_DEVELOPER
 from services.common.settings import DEFAULT_INSTANCE_ID, url_env
 from services.launcher import Chain
-from services.registry import called
+from services.registry import HOPS, called
 from tests.chain.conftest import start_chain
 from tests.chain.spans import ERROR, SERVER
 from tests.faults.proxy import FaultProxy
@@ -98,6 +100,15 @@ class FaultChain:
     def auth(self) -> dict[str, str]:
         """The Core API's Authorization header: a token of the chain's local issuer (as `callstack token`)."""
         return {"Authorization": f"Bearer {LocalIssuer.load(self.chain.data_dir).mint()}"}
+
+    def stored(self, operation_id: str) -> dict[str, Any] | None:
+        """The operation as State API keeps it, read past its proxy."""
+        key = self.chain.service_env()[HOPS["state_api"].api_key_env]  # type: ignore[index]
+        headers = {API_KEY_HEADER: key, USER_IDENTITY_HEADER: identity_header(LOCAL_DEVELOPER)}
+        with suppress_http_instrumentation():
+            reply = httpx.get(f"{self.chain.url('state_api')}/instances/{INSTANCE}/operations/{operation_id}",
+                              headers=headers, timeout=10.0)
+        return reply.json() if reply.status_code == 200 else None
 
     def _base(self, core_url: str | None) -> str:
         return f"{core_url or self.core_url}/instances/{INSTANCE}/async-completions"

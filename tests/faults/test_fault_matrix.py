@@ -24,6 +24,7 @@ from tests.faults.harness import (
     stop_fault_chain,
 )
 from tests.otlp_receiver import OtlpReceiver
+from tests.wait import wait_until
 
 HOP_TIMEOUT_S = 1.5  # FLLM_HOP_TIMEOUT_S: each hop's share of the timeout ladder is a multiple of it
 POOL_TIMEOUT_S = 2.5  # Context API -> code session pool
@@ -117,6 +118,25 @@ def test_a_failing_hop_fails_the_operation_and_is_named(faults: FaultChain, wher
     assert_one_connected_tree(spans, root_parent=outcome.parent_span_id)
     if fault in ("down", "500", "slow"):  # the call itself failed: its CLIENT span says so
         assert any(s.kind == CLIENT and s.status_code == ERROR for s in spans)
+
+
+def test_a_claim_that_state_takes_late_leaves_state_naming_the_state_api(faults: FaultChain) -> None:
+    # LangChain's claim reaches State only after LangChain stopped waiting: State then holds a claim nobody
+    # runs. Its record must end as Core's did, naming the State API, not be swept later as abandoned by
+    # LangChain API (an alert on the wrong hop).
+    token = secrets.token_hex(6)
+    state = faults.proxies["state_api"]
+    state.inject("delay", method="POST", path=r"/operations/[^/]+/claim$", about=token,
+                 delay_s=ladder_s("state_api") + 1.0)
+    outcome = faults.run(code_prompt(token), token=token)
+    assert outcome.status == "Failed" and outcome.body["failed_hop"] == c.STATE_API, outcome.body
+
+    wait_until(lambda: state.count("POST", rf"op-{token}/claim$") == 1, "State took the late claim")
+    # Ended (by Orchestration's write or, without it, by the sweep of abandoned operations: 6 s stale).
+    stored = wait_until(lambda: (s := faults.stored(outcome.operation_id)) and s["status"] != "InProgress" and s,
+                        "State's record ended", timeout_s=15.0)
+    assert (stored["status"], stored["failed_hop"]) == ("Failed", c.STATE_API), stored
+    assert faults.proxies["dynamic_sessions"].count("POST", rf"/executions\?.*conv-{token}") == 0  # nothing ran
 
 
 def test_without_faults_every_proxied_path_completes(faults: FaultChain) -> None:
