@@ -47,7 +47,7 @@ class HostSandbox:
             raise RuntimeError(f"FLLM_CODE_SANDBOX=bwrap, but bwrap cannot run here: {problem}")
         if self.bwrap is None:
             log.warning("code runs WITHOUT a sandbox (rlimits only): %s", problem)
-        syscalls = self._filter_syscalls() if self.bwrap is not None else "unfiltered (no bwrap)"
+        syscalls = self.filter_syscalls() if self.bwrap is not None else "unfiltered (no bwrap)"
         if self.bwrap is not None:
             with contextlib.suppress(OSError):
                 self.font_lists = fonts.font_lists(fonts.cache_dir())
@@ -69,8 +69,9 @@ class HostSandbox:
             "syscalls": syscalls,
         }
 
-    def _filter_syscalls(self) -> str:
-        """Write the system call filter and check bwrap loads it; what the sandbox's calls are then."""
+    def filter_syscalls(self) -> str:
+        """Write the system call filter and check bwrap loads it (``self.bwrap`` chosen: a step of ``probe``);
+        what the sandbox's calls are then."""
         mode = self.config.seccomp
         if mode == "off":
             return "unfiltered (FLLM_CODE_SECCOMP=off)"

@@ -70,7 +70,7 @@ def test_the_system_call_filter_per_fllm_code_seccomp(mode: str, tmp_path: Path,
     host.bwrap = launcher.find_bwrap()
     if host.bwrap is None or launcher.bwrap_works(host.bwrap):
         pytest.skip("bwrap cannot run here")
-    report = host._filter_syscalls()
+    report = host.filter_syscalls()
     if mode == "off":
         assert report == "unfiltered (FLLM_CODE_SECCOMP=off)" and host.seccomp_filter is None
         return
@@ -84,7 +84,7 @@ def test_the_system_call_filter_per_fllm_code_seccomp(mode: str, tmp_path: Path,
     host.seccomp_filter = None
     if mode == "on":  # required: the service refuses to start rather than run code unfiltered
         with pytest.raises(RuntimeError, match="FLLM_CODE_SECCOMP=on"):
-            host._filter_syscalls()
+            host.filter_syscalls()
     else:
-        assert host._filter_syscalls() == "unfiltered (libseccomp cannot be loaded (not here))"
+        assert host.filter_syscalls() == "unfiltered (libseccomp cannot be loaded (not here))"
     assert host.seccomp_filter is None
