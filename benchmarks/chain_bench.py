@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks import host_speed
 from benchmarks.otlp_sink import otlp_receiver, spool_to_jsonl
 from services.auth.client_tokens import bearer_source
 from services.code_execution.cgroups import CgroupLimits
@@ -221,20 +222,22 @@ def unmount_sessions(chain: Chain) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    host_before = host_speed.interpreter_start_cpu_ms()
     with tempfile.TemporaryDirectory(prefix="chain-bench-") as tmp:
         spool = Path(tmp) / "otlp-traces.spool"
         with otlp_receiver(spool) as endpoint, side_by_side(Path(tmp), endpoint) as sides:
             asyncio.run(measure(sides, args))
+        host = host_speed.reading(host_before, host_speed.interpreter_start_cpu_ms())
         traced, untraced = sides
         decoded = Path(tmp) / "otlp-traces.jsonl"  # the receiver has exited: every export is in the spool
         spans = spool_to_jsonl(spool, decoded)
         traces = {**analyse_traces(traced, decoded), "spans_exported": spans}
     code = code_execution(args.code_runs, args.cold_runs) if args.code_runs else {}
-    return report(traced, untraced, traces, code, args)
+    return report(traced, untraced, traces, code, args, host)
 
 
 def report(traced: Side, untraced: Side, traces: dict[str, Any], code: dict[str, Any],
-           args: argparse.Namespace) -> dict[str, Any]:
+           args: argparse.Namespace, host: dict[str, Any]) -> dict[str, Any]:
     e2e, e2e_off = stats(traced.e2e_ms), stats(untraced.e2e_ms)
     rate, rate_off = statistics.median(traced.rates), statistics.median(untraced.rates)
     paired = [t / u for t, u in zip(traced.rates, untraced.rates, strict=True)]
@@ -264,7 +267,8 @@ def report(traced: Side, untraced: Side, traces: dict[str, Any], code: dict[str,
                      "rounds": args.rounds, "cores": os.cpu_count(), "traces_analysed": traces["traces_analysed"],
                      "spans_exported": traces.get("spans_exported"),
                      "rates_traced": [round(r, 2) for r in traced.rates],
-                     "rates_untraced": [round(r, 2) for r in untraced.rates]},
+                     "rates_untraced": [round(r, 2) for r in untraced.rates],
+                     "host": host},
         "code_execution": code,
     }
 
@@ -273,6 +277,7 @@ def print_text(result: dict[str, Any]) -> None:
     s, off = result["settings"], result["untraced"]
     print(f"chain benchmark: print(1) prompt, {s['runs']} runs per chain, {s['cores']} cores, "
           f"{result['completions']} completions, {result['failures']} failures")
+    print(f"host: {host_speed.describe(s['host'])}")
     print(f"end to end (traced)        median {result['e2e_p50_ms']:8.1f} ms   p95 {result['e2e_p95_ms']:8.1f} ms")
     print(f"  chain overhead           median {result['chain_overhead_p50_ms']:8.1f} ms   "
           f"p95 {result['chain_overhead_p95_ms']:8.1f} ms")

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks import host_speed
 from benchmarks.chain_bench import Side, ask, load, uid_bases, unmount_sessions
 from benchmarks.otlp_sink import otlp_receiver
 from services.auth.client_tokens import bearer_source
@@ -112,7 +113,7 @@ async def measure(side: Side, uid_base: str, args: argparse.Namespace) -> dict[s
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    uid_base = uid_bases()[0]
+    uid_base, host_before = uid_bases()[0], host_speed.interpreter_start_cpu_ms()
     with tempfile.TemporaryDirectory(prefix="machine-cpu-") as tmp, otlp_receiver() as endpoint:
         env = {"FLLM_CODE_UID_BASE": uid_base, "FLLM_TELEMETRY_FILE": "off", "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}
         if args.untraced:
@@ -120,14 +121,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         side = Side("traced" if not args.untraced else "untraced", Chain(Path(tmp), ephemeral_ports=True, env=env))
         side.chain.start()
         try:
-            return asyncio.run(measure(side, uid_base, args))
+            result = asyncio.run(measure(side, uid_base, args))
         finally:
             side.chain.stop()
             unmount_sessions(side.chain)
+    result["settings"]["host"] = host_speed.reading(host_before, host_speed.interpreter_start_cpu_ms())
+    return result
 
 
 def print_text(result: dict[str, Any]) -> None:
     cpu = result["cpu_ms_per_completion"]
+    print(f"host: {host_speed.describe(result['settings']['host'])}")
     print(f"{'traced' if result['traced'] else 'untraced'}: {result['throughput_per_s']} completions/s "
           f"({result['completions']} in the window, {result['failures']} failures); CPU per completion:")
     print(f"  {'machine':22s} {cpu['machine_ms']:7.2f} ms")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import host_speed
 from benchmarks.chain_bench import Side, analyse_traces, print_text, report
 from services.launcher import Chain
 from telemetry import conventions as c
@@ -82,11 +83,13 @@ def test_the_bench_reports_the_span_time_of_print1_not_the_rounded_0(tmp_path: P
     assert traces["execution"] == {"p50_ms": 0.8, "p95_ms": 1.16, "min_ms": 0.6, "n": 3}
     assert traces["overhead"]["p50_ms"] == 480.0  # end to end less the run, each completion's own
 
-    figures = report(traced, untraced, traces, {}, _bench_args())
+    figures = report(traced, untraced, traces, {}, _bench_args(), host_speed.reading(9.5, 9.75))
     assert (figures["execution_p50_ms"], figures["execution_p95_ms"]) == (0.8, 1.16)
     print_text(figures)
-    (line,) = [row for row in capsys.readouterr().out.splitlines() if "code execution" in row]
+    out = capsys.readouterr().out.splitlines()
+    (line,) = [row for row in out if "code execution" in row]
     assert "median     0.80 ms" in line and "p95     1.16 ms" in line and c.SPAN_CODE_EXECUTE in line
+    assert out[1].startswith("host: bare interpreter start 9.50 ms CPU before the load, 9.75 after; CPython 3.11")
 
 
 def test_what_the_runs_used_of_their_sessions_is_summed_from_the_execution_spans() -> None:

@@ -31,6 +31,9 @@ def test_callstack_bench_prints_every_figure_as_json() -> None:
     assert figures["failures"] == 0 and figures["completions"] > 0
     assert figures["e2e_p95_ms"] >= figures["e2e_p50_ms"]
     assert figures["execution_p95_ms"] >= figures["execution_p50_ms"]
+    host = figures["settings"]["host"]  # the machine's speed, to compare runs of other hours or machines
+    assert 0 < host["interpreter_start_cpu_ms_before"] < 1000 and 0 < host["interpreter_start_cpu_ms_after"] < 1000
+    assert host["build"]["python"].startswith("CPython 3.") and host["build"]["libpython"]
     hops = figures["per_hop_self_p50_ms"]
     assert {c.CORE_API, c.ORCHESTRATION_API, c.LANGCHAIN_API, c.STATE_API, c.CONTEXT_API} <= set(hops)
 
@@ -54,6 +57,7 @@ def test_the_tracing_cost_benchmark_splits_the_cost_by_service_and_stage() -> No
 def test_the_machine_cpu_benchmark_accounts_for_the_whole_machine() -> None:
     figures = figures_of("benchmarks.machine_cpu", "--seconds", "2", "--warmup", "1")
     assert figures["traced"] and figures["failures"] == 0 and figures["completions"] > 0
+    assert figures["settings"]["host"]["interpreter_start_cpu_ms_before"] > 0
     cpu = figures["cpu_ms_per_completion"]
     services = {"core_api", "orchestration_api", "langchain_api", "state_api", "context_api", "dynamic_sessions"}
     assert services <= set(cpu["services_ms"]) and all(cpu["services_ms"][p] > 0 for p in services)
