@@ -119,8 +119,9 @@ def test_a_warm_interpreter_pre_imports_the_configured_modules(preimporting: Har
 
 
 def test_a_figure_too_large_to_inline_is_a_note_not_an_image(emulator: Harness) -> None:
-    code = ("import matplotlib.pyplot as plt, numpy\nplt.figure(figsize=(40, 40))\n"
-            "plt.imshow(numpy.random.default_rng(1).random((1000, 1000)))\nplt.show()")
+    # Colour noise, one pixel per value: ~5 MB of PNG (the limit is 4 MiB), encoded in about a second.
+    code = ("import matplotlib.pyplot as plt, numpy\nplt.figure(figsize=(16, 16))\n"
+            "plt.imshow(numpy.random.default_rng(1).random((1500, 1500, 3)), interpolation='nearest')\nplt.show()")
     body = emulator.execute(new_id(), code, timeoutInSeconds=120).json()
     assert body["status"] == "Succeeded", body
     result = body["result"]["executionResult"]

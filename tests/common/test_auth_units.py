@@ -104,7 +104,7 @@ def jwks_server(tmp_path: Path) -> Iterator[tuple[str, LocalIssuer, list[int]]]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/discovery/v2.0/keys", issuer, fetches
     server.shutdown()
 

@@ -65,7 +65,7 @@ class PoolStandIn:
                 return JSONResponse({"error": {"code": "InvalidRequestBody", "message": "body"}}, 400)
             code = body["code"]
             if "sleep" in code:
-                await asyncio.sleep(2)
+                await asyncio.sleep(1.0)
             if "crash" in code:
                 return JSONResponse({"error": {"code": "InternalServerError", "message": "pool broke"}}, 500)
             if "raise" in code:

@@ -102,6 +102,13 @@ def test_a_failing_deployment_is_a_hop_error_naming_azure_openai(deployment: Dep
                                                                  reason: str) -> None:
     deployment.replies = [(status, reply)]
     model = AzureOpenAIModel(deployment.endpoint, "gpt-4o", "2024-10-21", api_key="k")
+
+    async def ask() -> None:
+        try:
+            await model.complete([{"role": "user", "content": "hi"}], [])
+        finally:
+            await model.aclose()
+
     with pytest.raises(HopError) as failure:
-        asyncio.run(model.complete([{"role": "user", "content": "hi"}], []))
+        asyncio.run(ask())
     assert failure.value.hop == "azure-openai" and reason in str(failure.value)

@@ -36,6 +36,15 @@ OPERATOR_SECRETS = {"fllm-keys", "fllm-azure-monitor", "grafana-admin"}
 Manifest = list[dict[str, Any]]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _schemas_parsed_once() -> Iterator[None]:
+    """kubernetes-validate reads and parses its schema files again for every object (1.4 MB of definitions
+    each time): here each file once (this module: 10.6 s -> 2.8 s)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(kubernetes_validate.utils, "schema_contents", cache(kubernetes_validate.utils.schema_contents))
+        yield
+
+
 def _kustomize() -> list[str] | None:
     if kubectl := shutil.which("kubectl"):
         return [kubectl, "kustomize"]

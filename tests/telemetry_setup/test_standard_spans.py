@@ -55,7 +55,7 @@ def _app() -> FastAPI:
 
     @app.get("/slow")
     async def slow() -> dict[str, str]:
-        await asyncio.sleep(2)
+        await asyncio.sleep(1)
         return {}
 
     @app.get("/boom")
