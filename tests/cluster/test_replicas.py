@@ -81,14 +81,19 @@ def test_two_replicas_of_every_hop_behind_nginx_lose_nothing(tmp_path: Path, pos
             outcomes = list(pool.map(one, range(COMPLETIONS)))
         seconds = time.monotonic() - started
         statuses = Counter(status for status, _, _ in outcomes)
-        time.sleep(1.5)  # the last spans' batches
-        broken = {}
         expected = {HOPS[p].service_name for p in ("core_api", "orchestration_api", "langchain_api", "state_api")}
-        for _, trace_id, parent in outcomes:
-            spans = receiver.trace(trace_id)
-            missing, orphans = expected - {span.service for span in spans}, _broken(spans, parent)
-            if missing or orphans:
-                broken[trace_id] = (sorted(missing), orphans)
+
+        def broken_traces() -> dict[str, tuple[list[str], list[str]]]:
+            broken = {}
+            for _, trace_id, parent in outcomes:
+                spans = receiver.trace(trace_id)
+                missing, orphans = expected - {span.service for span in spans}, _broken(spans, parent)
+                if missing or orphans:
+                    broken[trace_id] = (sorted(missing), orphans)
+            return broken
+
+        receiver.wait_for(lambda: not broken_traces())  # the last spans' batches
+        broken = broken_traces()
         served = nginx.served()
         per_replica = {chain.url(p).removeprefix("http://"): p for chain in chains for p in REPLICATED}
         requests = {f"{HOPS[package].name}@{address}": sum(n for line, n in served.items()
