@@ -9,8 +9,11 @@ span); spans it passes through on its way up are only marked failed.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import httpx
 
@@ -21,10 +24,27 @@ from services.common.models import UnifiedUserIdentity
 from telemetry.context import record_failure
 from telemetry.http_client import redact_session_ids
 
+log = logging.getLogger("foundationallm.hop_client")
+T = TypeVar("T")
+
 
 def redact(path: str) -> str:
     """Code session ids (secrets) hashed, for error messages; telemetry does the same to span URLs."""
     return redact_session_ids(path)
+
+
+async def retrying(call: Callable[[], Awaitable[T]], attempts: int, backoff_s: float, what: str) -> T:
+    """``call()`` again after a HopError, up to ``attempts`` times in all, ``backoff_s`` doubling between; a
+    refusal (4xx: it will not change) and the last failure are raised."""
+    for attempt in range(attempts - 1):
+        try:
+            return await call()
+        except HopError as error:
+            if error.status_code is not None and error.status_code < 500:
+                raise
+            log.warning("%s failed (attempt %d), retrying: %s", what, attempt + 1, error)
+            await asyncio.sleep(backoff_s * 2**attempt)
+    return await call()
 
 
 def callee_failed_hop(response: httpx.Response) -> str | None:

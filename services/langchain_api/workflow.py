@@ -27,13 +27,13 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.trace import Status, StatusCode
 
 from services.common.errors import HopError
+from services.common.hop_client import retrying
 from services.common.models import (
     CompletionResponse,
     LongRunningOperation,
@@ -286,7 +286,8 @@ class AgentWorkflow:
             # The answer and the end in one write (one transaction in State): a poller that sees the end
             # also sees the answer.
             document = response.model_dump(mode="json")
-            await _retrying(lambda: self._write_status(ctx, status, message, failed_hop, result=document))
+            await retrying(lambda: self._write_status(ctx, status, message, failed_hop, result=document),
+                           FINAL_WRITE_ATTEMPTS, FINAL_WRITE_BACKOFF_S, "a final write")
 
 
 def _messages(request: LLMCompletionRequest) -> list[dict[str, Any]]:
@@ -301,15 +302,3 @@ def _messages(request: LLMCompletionRequest) -> list[dict[str, Any]]:
         *history,
         {"role": "user", "content": request.user_prompt_rewrite or request.user_prompt},
     ]
-
-
-async def _retrying(write: Callable[[], Awaitable[Any]]) -> Any:
-    for attempt in range(FINAL_WRITE_ATTEMPTS):
-        try:
-            return await write()
-        except HopError as error:
-            refused = error.status_code is not None and error.status_code < 500  # a 4xx will not change
-            if refused or attempt == FINAL_WRITE_ATTEMPTS - 1:
-                raise
-            log.warning("a final write failed (attempt %d), retrying: %s", attempt + 1, error)
-            await asyncio.sleep(FINAL_WRITE_BACKOFF_S * 2**attempt)

@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from services.common.errors import HopError
+from services.common.hop_client import retrying
 from services.common.models import (
     CompletionRequest,
     CompletionResponse,
@@ -97,17 +98,12 @@ class AgentOrchestration:
 
     async def _write_failure_after_state(self, instance_id: str, operation: LongRunningOperation,
                                          upn: str | None) -> None:
-        for attempt in range(STATE_RETRY_ATTEMPTS):
-            try:
-                await self._write_failure(instance_id, operation, upn)
-                return
-            except HopError as error:
-                refused = error.status_code is not None and error.status_code < 500  # will not change
-                if refused or attempt == STATE_RETRY_ATTEMPTS - 1:
-                    log.warning("operation %s: its failed start could not be written to State API: %s",
-                                operation.operation_id, error)
-                    return
-                await asyncio.sleep(STATE_RETRY_BACKOFF_S * 2**attempt)
+        try:
+            await retrying(lambda: self._write_failure(instance_id, operation, upn), STATE_RETRY_ATTEMPTS,
+                           STATE_RETRY_BACKOFF_S, "writing a failed start to State API")
+        except HopError as error:
+            log.warning("operation %s: its failed start could not be written to State API: %s",
+                        operation.operation_id, error)
 
     async def status(self, instance_id: str, operation_id: str, wait_s: float) -> dict[str, Any]:
         """The operation as State API keeps it. State that cannot be read is this poll's failure (a 502 naming

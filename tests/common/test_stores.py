@@ -103,13 +103,13 @@ def test_an_end_written_through_one_replica_wakes_the_waiters_of_another(postgre
         writer, reader = OperationStore(tmp_path, url), OperationStore(tmp_path, url)
         waiters, listening = Waiters(), asyncio.Event()
 
-        def ended(operation_id: str | None) -> None:
+        def notified(operation_id: str | None) -> None:
             if operation_id is None:  # called once LISTEN is issued (and on every reconnection)
                 listening.set()
             waiters.ended(operation_id)
 
         try:
-            await reader.on_ended(ended)
+            await reader.on_ended(notified)
             await writer.create("i1", "op-4", None, TRACEPARENT)
             await asyncio.wait_for(listening.wait(), 5)
             with waiters.watching("op-4") as ended:

@@ -101,13 +101,16 @@ class FaultChain:
         """The Core API's Authorization header: a token of the chain's local issuer (as `callstack token`)."""
         return {"Authorization": f"Bearer {LocalIssuer.load(self.chain.data_dir).mint()}"}
 
+    def hop_headers(self, package: str) -> dict[str, str]:
+        """What a calling hop sends ``package``: its API key and the local developer's identity."""
+        key = self.chain.secrets_env[HOPS[package].api_key_env]  # type: ignore[index]
+        return {API_KEY_HEADER: key, USER_IDENTITY_HEADER: identity_header(LOCAL_DEVELOPER)}
+
     def stored(self, operation_id: str) -> dict[str, Any] | None:
         """The operation as State API keeps it, read past its proxy."""
-        key = self.chain.service_env()[HOPS["state_api"].api_key_env]  # type: ignore[index]
-        headers = {API_KEY_HEADER: key, USER_IDENTITY_HEADER: identity_header(LOCAL_DEVELOPER)}
         with suppress_http_instrumentation():
             reply = httpx.get(f"{self.chain.url('state_api')}/instances/{INSTANCE}/operations/{operation_id}",
-                              headers=headers, timeout=10.0)
+                              headers=self.hop_headers("state_api"), timeout=10.0)
         return reply.json() if reply.status_code == 200 else None
 
     def _base(self, core_url: str | None) -> str:

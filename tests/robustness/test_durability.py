@@ -8,16 +8,10 @@ import signal
 import httpx
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 
-from services.common.models import LOCAL_DEVELOPER
-from services.common.settings import API_KEY_ENV, DEFAULT_INSTANCE_ID
+from services.common.settings import DEFAULT_INSTANCE_ID
 from tests.faults.harness import FaultChain, code_prompt
 
 INSTANCE = DEFAULT_INSTANCE_ID
-
-
-def _headers(live: FaultChain, package: str) -> dict[str, str]:
-    return {"X-API-KEY": live.chain.secrets_env[API_KEY_ENV[package]],
-            "X-USER-IDENTITY": LOCAL_DEVELOPER.model_dump_json()}
 
 
 def _kill_and_restart(live: FaultChain, package: str) -> None:
@@ -27,7 +21,7 @@ def _kill_and_restart(live: FaultChain, package: str) -> None:
 
 def test_state_api_records_survive_a_kill(live: FaultChain) -> None:
     base = f"{live.chain.url('state_api')}/instances/{INSTANCE}/operations/op-durable-state"
-    headers = _headers(live, "state_api")
+    headers = live.hop_headers("state_api")
     traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     with suppress_http_instrumentation():  # the test's own traceparent, never an instrumented client's
         created = httpx.post(base, json={"upn": "developer@localhost"},
@@ -49,7 +43,7 @@ def test_state_api_records_survive_a_kill(live: FaultChain) -> None:
 
 def test_context_api_sessions_and_files_survive_a_kill(live: FaultChain) -> None:
     base = f"{live.chain.url('context_api')}/instances/{INSTANCE}"
-    headers = _headers(live, "context_api")
+    headers = live.hop_headers("context_api")
     session = httpx.post(f"{base}/codeSessions", headers=headers, timeout=10, json={
         "agent_name": "code-interpreter", "conversation_id": "conv-durable", "context": "code_interpreter",
         "endpoint_provider": "AzureContainerAppsCodeInterpreter", "language": "Python"}).json()
