@@ -61,8 +61,11 @@ def _fuzz_operation(base_url: str, operation: Any, headers: dict[str, str], mode
         if "json" in request:
             request["content"] = json.dumps(request.pop("json")).encode()
             request["headers"] = {**request["headers"], "Content-Type": "application/json"}
+        if isinstance(request.get("data"), str | bytes):  # raw bytes go as content (data is for forms)
+            request["content"] = request.pop("data")
+        cookies = request.pop("cookies", None)  # the client's own jar: httpx deprecates per-request cookies
         try:
-            with httpx.Client(timeout=ANSWER_WITHIN_S) as client:
+            with httpx.Client(timeout=ANSWER_WITHIN_S, cookies=cookies) as client:
                 response = client.request(**request)
         except httpx.TimeoutException:
             failures.append(f"HANG {case.method} {case.formatted_path}")
