@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
+from benchmarks import revision_ab
 from services.launcher import REPO
 from telemetry import conventions as c
 
@@ -64,3 +66,36 @@ def test_the_machine_cpu_benchmark_accounts_for_the_whole_machine() -> None:
     # The machine's busy time holds every part counted in it (the rest is the kernel's and other processes').
     assert cpu["machine_ms"] > cpu["services_total_ms"] + cpu["load_generator_ms"] > 0
     assert cpu["load_generator_ms"] > 0 and cpu["reaped_children_ms"] >= 0 and cpu["sandbox_cgroups_ms"] >= 0
+
+
+def test_a_revision_ab_runs_each_side_from_its_own_tree(tmp_path: Path) -> None:
+    """The base side's packages come first on its path: the tree's own ``services.cli``, not the installed one."""
+    (tmp_path / "services").mkdir()
+    (tmp_path / "services" / "__init__.py").write_text("")
+    (tmp_path / "services" / "cli.py").write_text(
+        "import json, sys\n"
+        "print(json.dumps({'throughput_per_s': 7.5, 'chain_overhead_p50_ms': 40.0, 'failures': 0,\n"
+        "                  'completions': len(sys.argv), 'untraced': {'throughput_per_s': 9.0}}))\n")
+    figures = revision_ab.bench(tmp_path, ["--runs", "3"], timeout_s=60)
+    # argv: the module, bench, --json, --runs, 3
+    assert figures["throughput_per_s"] == 7.5 and figures["completions"] == 5
+    assert figures["untraced_throughput_per_s"] == 9.0 and figures["host"] is None
+
+
+def test_a_revision_ab_compares_two_whole_chains_pair_by_pair() -> None:
+    figures = figures_of("benchmarks.revision_ab", "--base", "HEAD", "--pairs", "1", "--base-throughput", "49",
+                         "--base-overhead-ms", "32", "--json", "--", "--runs", "3", "--warmup", "1", "--rounds", "1",
+                         "--seconds", "1", "--code-runs", "0", "--cold-runs", "0")
+    (base,), (current,) = figures["base"]["runs"], figures["current"]["runs"]
+    for side in (base, current):
+        assert side["failures"] == 0 and side["completions"] > 0 and side["throughput_per_s"] > 0
+        assert side["chain_overhead_p50_ms"] > 0 and side["host"]["interpreter_start_cpu_ms_before"] > 0
+    ratio = round(current["throughput_per_s"] / base["throughput_per_s"], 3)
+    assert figures["pairs"] == [{
+        "throughput_ratio": ratio,
+        "untraced_throughput_ratio": round(current["untraced_throughput_per_s"] / base["untraced_throughput_per_s"], 3),
+        "chain_overhead_ratio": round(current["chain_overhead_p50_ms"] / base["chain_overhead_p50_ms"], 3),
+    }]
+    assert figures["throughput_ratio"] == ratio
+    assert figures["throughput_per_s_at_base_figures"] == round(ratio * 49, 1)
+    assert figures["chain_overhead_p50_ms_at_base_figures"] == round(figures["chain_overhead_ratio"] * 32, 1)
