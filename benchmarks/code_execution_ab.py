@@ -17,7 +17,6 @@ import contextlib
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ from benchmarks.chain_bench import (
     uid_bases,
     unmount_sessions,
 )
+from benchmarks.git_archive import extract
 from services import launcher
 from services.launcher import Chain
 
@@ -44,10 +44,7 @@ def baseline_tree(into: Path, revision: str, paths: list[str]) -> Path:
     shutil.copytree(launcher.REPO, into, ignore=COPY_IGNORED)
     for path in paths:
         shutil.rmtree(into / path, ignore_errors=True)
-    archive = subprocess.run(["git", "archive", revision, *paths], cwd=launcher.REPO, capture_output=True,
-                             check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into
+    return extract(revision, paths, into)
 
 
 @contextlib.contextmanager

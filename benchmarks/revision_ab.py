@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from benchmarks.git_archive import extract
 from services.launcher import REPO
 
 FIGURES = ("throughput_per_s", "chain_overhead_p50_ms", "e2e_p50_ms", "e2e_p95_ms", "failures", "completions")
@@ -36,9 +37,7 @@ FIGURES = ("throughput_per_s", "chain_overhead_p50_ms", "e2e_p50_ms", "e2e_p95_m
 def revision_tree(revision: str) -> Iterator[Path]:
     """The tracked files of ``revision``, in a folder of their own for as long as the context lasts."""
     with tempfile.TemporaryDirectory(prefix="revision-ab-") as tmp:
-        archive = subprocess.run(["git", "archive", revision], cwd=REPO, capture_output=True, check=True).stdout
-        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
-        yield Path(tmp)
+        yield extract(revision, [], Path(tmp))
 
 
 def bench(tree: Path, bench_args: list[str], timeout_s: float) -> dict[str, Any]:
@@ -96,7 +95,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         **{key: median([pair[key] for pair in pairs]) for key in pairs[0]},
         "settings": {"pairs": args.pairs, "bench_args": args.bench_args},
     }
-    if args.base_throughput:
+    if args.base_throughput and result["throughput_ratio"]:
         result["throughput_per_s_at_base_figures"] = round(result["throughput_ratio"] * args.base_throughput, 1)
     if args.base_overhead_ms and result["chain_overhead_ratio"]:
         result["chain_overhead_p50_ms_at_base_figures"] = round(
