@@ -5,8 +5,13 @@ processes outside any of those).
 One chain (traced: OTLP/HTTP only, to a receiver in its own process; ``--untraced`` for
 ``OTEL_SDK_DISABLED=true``), warmed up, then ``--concurrency`` clients asking ``print(1)`` completions in
 a closed loop for ``--seconds``. Around that window it reads ``/proc/stat`` (the machine), each service's
-``/proc/<pid>/stat`` (its own time and its reaped children's: bwrap), the code services' cgroup roots
-(the sandboxes' interpreters once moved into their session's cgroup) and this process's own times.
+``/proc/<pid>/stat`` (its own time and its reaped children's) and this process's own times.
+
+The sandboxes are counted whole: each code service is put in a CPU-accounting cgroup of the benchmark's own as
+soon as it runs, so every process it starts (bwrap, the sandbox's interpreter from its first instruction) is
+charged there until the executor moves it into its session's cgroup, whose charge is read too (the code
+services' cgroup roots). Without cgroups (not root), only bwrap's reaped time and the session cgroups are
+counted, and an interpreter's start before its move falls in the rest (``sandbox_scope`` says which).
 Unlike benchmarks/tracing_cost.py (sequential completions, the services only), it counts everything a
 completion costs the machine when it is busy, which is what throughput is bound by.
 
@@ -17,9 +22,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +42,9 @@ from services.launcher import Chain
 from services.portal.client import PortalClient
 
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+CODE_PACKAGES = tuple(name.replace("-", "_") for name in CODE_SERVICES)
+SCOPE_WHOLE = "every process the code services started (accounting cgroups) and the session cgroups"
+SCOPE_PART = "bwrap's reaped time and the session cgroups (no accounting cgroup: an interpreter's start is in the rest)"
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,7 @@ class Reading:
     processes_s: dict[str, tuple[float, float]]  # service: (own, reaped children's)
     sandboxes_s: float
     client_s: float
+    started_s: float  # charged to the code services' accounting cgroups: each service and what it started there
 
 
 def machine_busy_s() -> float:
@@ -71,28 +82,65 @@ def sandboxes_s(uid_base: str) -> float:
     return sum(root.cpu_seconds() or 0.0 for root in roots)
 
 
-def read(chain: Chain, uid_base: str) -> Reading:
+@contextlib.contextmanager
+def code_service_cgroups(chain: Chain) -> Iterator[list[Path]]:
+    """A CPU-accounting cgroup for each running code service (cgroup v1 ``cpuacct``, else v2): what a service
+    starts from then on is born in its cgroup. Empty when cgroups cannot be written here."""
+    hierarchy = CGROUP_FS if (CGROUP_FS / "cgroup.controllers").exists() else CGROUP_FS / "cpuacct"
+    pids = [service.process.pid for package, service in chain.services.items()
+            if package in CODE_PACKAGES and service.process]
+    folders: list[Path] = []
+    try:
+        for pid in pids:
+            folders.append(hierarchy / f"fllm-bench-machine-cpu-{pid}")
+            folders[-1].mkdir(exist_ok=True)
+            (folders[-1] / "cgroup.procs").write_text(str(pid))
+    except OSError:
+        yield []
+    else:
+        yield folders
+    finally:  # the chain has stopped: a straggler is killed, then the folder removed
+        for folder in folders:
+            SessionCgroup([folder], 2 if hierarchy == CGROUP_FS else 1).remove()
+
+
+def charged_s(folder: Path) -> float:
+    if (folder / "cpuacct.usage").exists():
+        return int((folder / "cpuacct.usage").read_text()) / 1e9
+    return int((folder / "cpu.stat").read_text().split("usage_usec ")[1].split()[0]) / 1e6
+
+
+def read(chain: Chain, uid_base: str, accounting: list[Path]) -> Reading:
     pids = {package: service.process.pid for package, service in chain.services.items() if service.process}
     own = os.times()
     return Reading(machine_busy_s(), {package: process_s(pid) for package, pid in pids.items()},
-                   sandboxes_s(uid_base), own.user + own.system)
+                   sandboxes_s(uid_base), own.user + own.system, sum(charged_s(folder) for folder in accounting))
 
 
-def per_completion(before: Reading, after: Reading, completions: int) -> dict[str, Any]:
+def per_completion(before: Reading, after: Reading, completions: int, whole: bool) -> dict[str, Any]:
+    """CPU per completion by part. ``whole``: the code services sat in accounting cgroups, so their sandboxes
+    are what those cgroups were charged beyond the services' own time, plus the session cgroups."""
     def ms(seconds: float) -> float:
         return round(seconds * 1000 / completions, 2)
 
-    services = {package: ms(after.processes_s[package][0] - own) for package, (own, _) in before.processes_s.items()}
-    children = ms(sum(after.processes_s[p][1] - reaped for p, (_, reaped) in before.processes_s.items()))
-    machine = ms(after.machine_s - before.machine_s)
-    sandboxes, client = ms(after.sandboxes_s - before.sandboxes_s), ms(after.client_s - before.client_s)
-    counted = sum(services.values()) + children + sandboxes + client
-    return {"machine_ms": machine, "services_ms": dict(sorted(services.items(), key=lambda kv: -kv[1])),
-            "services_total_ms": round(sum(services.values()), 2), "reaped_children_ms": children,
-            "sandbox_cgroups_ms": sandboxes, "load_generator_ms": client, "rest_ms": round(machine - counted, 2)}
+    own = {package: after.processes_s[package][0] - own for package, (own, _) in before.processes_s.items()}
+    reaped = {package: after.processes_s[package][1] - was for package, (_, was) in before.processes_s.items()}
+    in_sessions = after.sandboxes_s - before.sandboxes_s
+    if whole:  # bwrap's reaped time was charged to the accounting cgroups already
+        code_own = sum(seconds for package, seconds in own.items() if package in CODE_PACKAGES)
+        sandboxes = after.started_s - before.started_s - code_own + in_sessions
+        children = sum(seconds for package, seconds in reaped.items() if package not in CODE_PACKAGES)
+    else:
+        sandboxes, children = in_sessions + sum(reaped.values()), 0.0
+    services = {package: ms(seconds) for package, seconds in sorted(own.items(), key=lambda kv: -kv[1])}
+    machine, client = ms(after.machine_s - before.machine_s), ms(after.client_s - before.client_s)
+    counted = sum(services.values()) + ms(children) + ms(sandboxes) + client
+    return {"machine_ms": machine, "services_ms": services, "services_total_ms": round(sum(services.values()), 2),
+            "sandboxes_ms": ms(sandboxes), "other_children_ms": ms(children), "load_generator_ms": client,
+            "rest_ms": round(machine - counted, 2)}
 
 
-async def measure(side: Side, uid_base: str, args: argparse.Namespace) -> dict[str, Any]:
+async def measure(side: Side, uid_base: str, accounting: list[Path], args: argparse.Namespace) -> dict[str, Any]:
     side.client = PortalClient(side.chain.url("core_api"), DEFAULT_INSTANCE_ID, timeout_s=60,
                                bearer=bearer_source(side.chain.data_dir))
     try:
@@ -100,16 +148,18 @@ async def measure(side: Side, uid_base: str, args: argparse.Namespace) -> dict[s
             await ask(side)
         await asyncio.sleep(1.0)  # the warm-up's spans exported, its sessions' sandboxes replaced
         side.completions = side.failures = 0
-        before = read(side.chain, uid_base)
+        before = read(side.chain, uid_base, accounting)
         rate = await load(side, args.seconds, args.concurrency)
-        after = read(side.chain, uid_base)
+        after = read(side.chain, uid_base, accounting)
     finally:
         await side.client.aclose()
     if not side.completions:
         raise RuntimeError("no completion in the measured window")
     return {"throughput_per_s": round(rate, 2), "completions": side.completions, "failures": side.failures,
-            "traced": not args.untraced, "cpu_ms_per_completion": per_completion(before, after, side.completions),
-            "settings": {"seconds": args.seconds, "concurrency": args.concurrency, "cores": os.cpu_count()}}
+            "traced": not args.untraced,
+            "cpu_ms_per_completion": per_completion(before, after, side.completions, bool(accounting)),
+            "settings": {"seconds": args.seconds, "concurrency": args.concurrency, "cores": os.cpu_count(),
+                         "sandbox_scope": SCOPE_WHOLE if accounting else SCOPE_PART}}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -120,11 +170,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             env["OTEL_SDK_DISABLED"] = "true"
         side = Side("traced" if not args.untraced else "untraced", Chain(Path(tmp), ephemeral_ports=True, env=env))
         side.chain.start()
-        try:
-            result = asyncio.run(measure(side, uid_base, args))
-        finally:
-            side.chain.stop()
-            unmount_sessions(side.chain)
+        with code_service_cgroups(side.chain) as accounting:
+            try:
+                result = asyncio.run(measure(side, uid_base, accounting, args))
+            finally:
+                side.chain.stop()
+                unmount_sessions(side.chain)
     result["settings"]["host"] = host_speed.reading(host_before, host_speed.interpreter_start_cpu_ms())
     return result
 
@@ -137,9 +188,10 @@ def print_text(result: dict[str, Any]) -> None:
     print(f"  {'machine':22s} {cpu['machine_ms']:7.2f} ms")
     for package, ms in cpu["services_ms"].items():
         print(f"    {package:20s} {ms:7.2f}")
-    for key, label in (("reaped_children_ms", "bwrap (reaped)"), ("sandbox_cgroups_ms", "sandbox cgroups"),
+    for key, label in (("sandboxes_ms", "sandboxes"), ("other_children_ms", "other children"),
                        ("load_generator_ms", "load generator"), ("rest_ms", "rest (kernel, other)")):
         print(f"    {label:20s} {cpu[key]:7.2f}")
+    print(f"  sandboxes: {result['settings']['sandbox_scope']}")
 
 
 def main() -> int:
