@@ -83,38 +83,35 @@ def sandboxes_s(uid_base: str) -> float:
 
 
 @contextlib.contextmanager
-def code_service_cgroups(chain: Chain) -> Iterator[list[Path]]:
+def code_service_cgroups(chain: Chain) -> Iterator[list[SessionCgroup]]:
     """A CPU-accounting cgroup for each running code service (cgroup v1 ``cpuacct``, else v2): what a service
     starts from then on is born in its cgroup. Empty when cgroups cannot be written here."""
-    hierarchy = CGROUP_FS if (CGROUP_FS / "cgroup.controllers").exists() else CGROUP_FS / "cpuacct"
+    version = 2 if (CGROUP_FS / "cgroup.controllers").exists() else 1
+    hierarchy = CGROUP_FS if version == 2 else CGROUP_FS / "cpuacct"
     pids = [service.process.pid for package, service in chain.services.items()
             if package in CODE_PACKAGES and service.process]
-    folders: list[Path] = []
+    cgroups: list[SessionCgroup] = []
     try:
         for pid in pids:
-            folders.append(hierarchy / f"fllm-bench-machine-cpu-{pid}")
-            folders[-1].mkdir(exist_ok=True)
-            (folders[-1] / "cgroup.procs").write_text(str(pid))
+            folder = hierarchy / f"fllm-bench-machine-cpu-{pid}"
+            cgroups.append(SessionCgroup([folder], version))
+            folder.mkdir(exist_ok=True)
+            cgroups[-1].add(pid)
     except OSError:
         yield []
     else:
-        yield folders
+        yield cgroups
     finally:  # the chain has stopped: a straggler is killed, then the folder removed
-        for folder in folders:
-            SessionCgroup([folder], 2 if hierarchy == CGROUP_FS else 1).remove()
+        for cgroup in cgroups:
+            cgroup.remove()
 
 
-def charged_s(folder: Path) -> float:
-    if (folder / "cpuacct.usage").exists():
-        return int((folder / "cpuacct.usage").read_text()) / 1e9
-    return int((folder / "cpu.stat").read_text().split("usage_usec ")[1].split()[0]) / 1e6
-
-
-def read(chain: Chain, uid_base: str, accounting: list[Path]) -> Reading:
+def read(chain: Chain, uid_base: str, accounting: list[SessionCgroup]) -> Reading:
     pids = {package: service.process.pid for package, service in chain.services.items() if service.process}
     own = os.times()
+    started = sum(cgroup.cpu_seconds() or 0.0 for cgroup in accounting)
     return Reading(machine_busy_s(), {package: process_s(pid) for package, pid in pids.items()},
-                   sandboxes_s(uid_base), own.user + own.system, sum(charged_s(folder) for folder in accounting))
+                   sandboxes_s(uid_base), own.user + own.system, started)
 
 
 def per_completion(before: Reading, after: Reading, completions: int, whole: bool) -> dict[str, Any]:
@@ -140,7 +137,8 @@ def per_completion(before: Reading, after: Reading, completions: int, whole: boo
             "rest_ms": round(machine - counted, 2)}
 
 
-async def measure(side: Side, uid_base: str, accounting: list[Path], args: argparse.Namespace) -> dict[str, Any]:
+async def measure(side: Side, uid_base: str, accounting: list[SessionCgroup],
+                  args: argparse.Namespace) -> dict[str, Any]:
     side.client = PortalClient(side.chain.url("core_api"), DEFAULT_INSTANCE_ID, timeout_s=60,
                                bearer=bearer_source(side.chain.data_dir))
     try:
